@@ -1,0 +1,2 @@
+//! The sans-IO delivery engine (work in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The SignalR hub protocol codec (work in progress).
+#![forbid(unsafe_code)]
