@@ -1,0 +1,3 @@
+//! Placeholder until the codec benchmark lands.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Placeholder until the delivery benchmark lands.
+
+fn main() {}
