@@ -1,0 +1,7 @@
+//! The JSON hub protocol (HUB-PROTOCOL.md §5.1): every message is one JSON object.
+
+mod decode;
+mod encode;
+
+pub(crate) use decode::decode;
+pub(crate) use encode::{encode, write_str};
