@@ -62,9 +62,11 @@
 //!   of 2 or 3, extra trailing elements ignored, any integer format. Written: exactly what .NET
 //!   writes (6-element invocations, 3-element Close, smallest formats, .NET key order).
 //! - **Hostile input** never panics and never allocates more than its own size: the size limit
-//!   is checked before buffering (see [`MessageReader`]), no capacity is reserved from a length
-//!   field before the bytes exist, and nesting is limited to 128 levels of arrays and maps (the
-//!   MessagePack skipper enforces [`MAX_NESTING_DEPTH`], serde_json the same limit for JSON).
+//!   is checked before buffering (see [`MessageReader`]) and no capacity is reserved from a
+//!   length field before the bytes exist. Deep nesting cannot exhaust the stack: JSON payloads
+//!   are skipped without recursion (serde_json), the MessagePack skipper stops at
+//!   [`MAX_NESTING_DEPTH`] levels of arrays and maps, and binding a payload with
+//!   [`Payload::deserialize`] is bounded by serde_json's and rmp_serde's own recursion limits.
 //! - **Errors** are [`ProtocolError`]s; their text follows the .NET parser where it has one.
 #![forbid(unsafe_code)]
 
@@ -93,6 +95,6 @@ pub use protocol::Protocol;
 pub use reader::MessageReader;
 pub use writer::MessageWriter;
 
-/// How deeply arrays and maps may nest inside a payload. Deeper MessagePack input is rejected by
-/// this crate's skipper; serde_json applies the same limit to JSON.
+/// How deeply arrays and maps may nest inside a MessagePack value (128, serde_json's own limit
+/// for parsing into Rust types). Deeper input is rejected rather than recursed into.
 pub const MAX_NESTING_DEPTH: usize = msgpack::MAX_DEPTH;
