@@ -257,20 +257,28 @@ impl Inbox {
         Ok(Received::Delivered)
     }
 
-    /// Link mode: the peer re-attached and says its replay starts at id `first`. A `first` beyond the next id is
-    /// fatal ([`InboxError::SequenceAhead`]): messages were lost.
-    pub fn handle_sequence(&mut self, first: u64) -> Result<(), InboxError> {
+    /// Link mode: the peer re-attached and says its replay starts at id `first`. A `first` beyond the next id
+    /// expected is fatal ([`InboxError::SequenceAhead`]): messages were lost.
+    ///
+    /// The latest id is acknowledged again (after the ack delay): the ack the peer is missing may have been lost
+    /// with the old connection, and without it the peer's buffer would stay full of messages we already have.
+    pub fn handle_sequence(&mut self, first: u64, now: Timestamp) -> Result<(), InboxError> {
         if self.config.mode != Mode::Link {
             return Err(InboxError::WrongMode);
         }
-        if first > self.next_id {
-            return Err(InboxError::SequenceAhead {
-                first,
-                expected: self.next_id,
-            });
+        // SignalR compares with the id the next message would get. After a replay that another drop cut short,
+        // that id lags behind the latest id received, and SignalR would call a replay that loses nothing fatal:
+        // compare with whichever is higher.
+        let expected = self.next_id.max(self.watermark + 1);
+        if first > expected {
+            return Err(InboxError::SequenceAhead { first, expected });
         }
+        self.now = self.now.max(now);
         self.next_id = first;
         self.awaiting_sequence = false;
+        if self.watermark > 0 {
+            self.want_watermark_ack();
+        }
         Ok(())
     }
 

@@ -168,7 +168,7 @@ fn bad_sequence_numbers_are_errors() {
         inbox.handle_message(incoming(3, 4), at(0)),
         Err(InboxError::InvalidSequence { seq: 3, floor: 4 })
     );
-    assert_eq!(inbox.handle_sequence(1), Err(InboxError::WrongMode));
+    assert_eq!(inbox.handle_sequence(1, at(0)), Err(InboxError::WrongMode));
     assert_eq!(
         inbox.handle_link_message(Bytes::new(), at(0)),
         Err(InboxError::WrongMode)

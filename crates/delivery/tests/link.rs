@@ -113,7 +113,7 @@ fn receiver_counts_ids_drops_duplicates_and_acks_after_a_second() {
         inbox.handle_link_message(Bytes::from_static(b"early"), at(1001)),
         Ok(Received::Dropped)
     );
-    inbox.handle_sequence(2).unwrap();
+    inbox.handle_sequence(2, at(1002)).unwrap();
     assert_eq!(
         inbox.handle_link_message(Bytes::from_static(b"2"), at(1002)),
         Ok(Received::Duplicate)
@@ -140,13 +140,13 @@ fn a_sequence_ahead_of_what_was_received_is_fatal() {
         .unwrap();
     inbox.handle_disconnected();
     assert_eq!(
-        inbox.handle_sequence(3),
+        inbox.handle_sequence(3, at(1)),
         Err(InboxError::SequenceAhead {
             first: 3,
             expected: 2
         })
     );
-    assert_eq!(inbox.handle_sequence(2), Ok(()));
+    assert_eq!(inbox.handle_sequence(2, at(1)), Ok(()));
     assert!(
         inbox
             .handle_message(
