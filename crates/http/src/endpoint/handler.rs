@@ -1,0 +1,41 @@
+//! The seam between the endpoint and whatever runs hub connections.
+
+use std::future::Future;
+
+use crate::WebSocketTransport;
+
+/// Runs the connections an endpoint accepts: implemented by the hub server, or by anything else that speaks over
+/// a [`WebSocketTransport`].
+///
+/// The endpoint keeps the returned [`Connection`](Self::Connection) while its id may still be used: while the
+/// WebSocket is open and, for a stateful connection, while it waits to be re-attached.
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// A running connection, as the endpoint keeps it.
+    type Connection: Send + Sync + 'static;
+
+    /// Starts a connection on its first WebSocket.
+    fn connect(
+        &self,
+        transport: WebSocketTransport,
+        connection: NewConnection,
+    ) -> impl Future<Output = Self::Connection> + Send;
+
+    /// Hands a stateful connection whose WebSocket broke the client's new one (no negotiate and no handshake
+    /// come first; the hub resumes with Sequence and replays). Gives the transport back when the connection has
+    /// ended meanwhile; the endpoint then forgets the id and closes the WebSocket.
+    fn reattach(
+        &self,
+        connection: &Self::Connection,
+        transport: WebSocketTransport,
+    ) -> impl Future<Output = Result<(), WebSocketTransport>> + Send;
+}
+
+/// What the endpoint knows of a new connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewConnection {
+    /// The public connection id (`connectionId` of negotiate, or a new one for skipNegotiation).
+    pub connection_id: String,
+    /// Stateful reconnect was granted on negotiate: the connection may be handed new WebSockets.
+    pub stateful_reconnect: bool,
+}

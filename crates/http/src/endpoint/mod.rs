@@ -1,0 +1,178 @@
+//! The server side: negotiate and the WebSocket transport for a hub, as an axum [`Router`].
+
+mod handler;
+mod negotiate;
+mod options;
+mod registry;
+mod websocket;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::any;
+use courier::TransportInfo;
+use tower_http::cors::CorsLayer;
+
+pub use handler::{ConnectionHandler, NewConnection};
+pub use options::EndpointOptions;
+use registry::Registry;
+
+/// The application's auth hook: true admits the request.
+type Authorize =
+    Arc<dyn Fn(TransportInfo) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// A hub's HTTP endpoint: `POST {path}/negotiate` and the WebSocket transport on `{path}`, as ASP.NET Core's
+/// connection dispatcher serves them (HUB-PROTOCOL.md §2).
+///
+/// - Negotiate answers versions 0 and 1 (absent ⇒ 0, above 1 ⇒ 1) with new random ids, offers WebSockets only,
+///   and grants stateful reconnect when the client asks and [`EndpointOptions::allow_stateful_reconnects`] is on.
+///   Errors are HTTP 200 with `{"error":"..."}`; a method other than POST gets 405.
+/// - `GET {path}?id={token}` with a WebSocket upgrade starts the negotiated connection, or hands a stateful
+///   connection whose WebSocket broke its new one. An unknown or expired id gets 404 `No Connection with that ID`,
+///   a second WebSocket while one is active 409. Without `id` the connection is made on the spot
+///   (skipNegotiation; never stateful).
+/// - The access token (`Authorization: Bearer`, else the `access_token` query) goes to the [`authorize`] hook,
+///   which may refuse the request with 401. The token and the peer address (when served with
+///   `into_make_service_with_connect_info::<SocketAddr>()`) are also in the transport's [`TransportInfo`].
+/// - CORS is off unless a [`cors`] layer is given.
+///
+/// [`authorize`]: HubEndpoint::authorize
+/// [`cors`]: HubEndpoint::cors
+///
+/// ```no_run
+/// # async fn run(handler: impl courier_http::ConnectionHandler) -> std::io::Result<()> {
+/// use courier_http::{EndpointOptions, HubEndpoint};
+///
+/// let app = HubEndpoint::new(handler)
+///     .options(EndpointOptions::new().allow_stateful_reconnects(true))
+///     .authorize(|info| async move { info.access_token.as_deref() == Some("secret") })
+///     .router("/hub");
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+/// axum::serve(listener, app).await
+/// # }
+/// ```
+pub struct HubEndpoint<H: ConnectionHandler> {
+    handler: H,
+    options: EndpointOptions,
+    authorize: Option<Authorize>,
+    cors: Option<CorsLayer>,
+}
+
+impl<H: ConnectionHandler> std::fmt::Debug for HubEndpoint<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubEndpoint")
+            .field("options", &self.options)
+            .field("authorize", &self.authorize.is_some())
+            .field("cors", &self.cors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the request handlers share.
+pub(crate) struct Shared<H: ConnectionHandler> {
+    handler: H,
+    options: EndpointOptions,
+    authorize: Option<Authorize>,
+    registry: Arc<Registry<H::Connection>>,
+}
+
+impl<H: ConnectionHandler> HubEndpoint<H> {
+    /// An endpoint that hands its connections to `handler`, with default options, no auth hook and no CORS.
+    pub fn new(handler: H) -> Self {
+        Self {
+            handler,
+            options: EndpointOptions::new(),
+            authorize: None,
+            cors: None,
+        }
+    }
+
+    /// Sets the options.
+    #[must_use]
+    pub fn options(mut self, options: EndpointOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the auth hook, asked on every negotiate and connection request with the access token and peer
+    /// address; `false` refuses the request with HTTP 401. Default: every request is admitted.
+    #[must_use]
+    pub fn authorize<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(TransportInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.authorize = Some(Arc::new(move |info| Box::pin(hook(info))));
+        self
+    }
+
+    /// Answers cross-origin requests as `layer` says (browsers on another origin need it; remember
+    /// `allow_credentials` if they send cookies). Default: no CORS headers.
+    #[must_use]
+    pub fn cors(mut self, layer: CorsLayer) -> Self {
+        self.cors = Some(layer);
+        self
+    }
+
+    /// The routes, `{path}/negotiate` and `{path}`, to serve or merge into an application's router.
+    ///
+    /// # Panics
+    ///
+    /// When `path` is not a valid axum route path (it must start with `/`), as [`Router::route`] does.
+    pub fn router<S: Clone + Send + Sync + 'static>(self, path: &str) -> Router<S> {
+        let path = path.trim_end_matches('/');
+        let registry = Registry::new(self.options.disconnect_timeout);
+        let shared = Arc::new(Shared {
+            handler: self.handler,
+            options: self.options,
+            authorize: self.authorize,
+            registry,
+        });
+        let router = Router::new()
+            .route(&format!("{path}/negotiate"), any(negotiate::negotiate::<H>))
+            .route(
+                if path.is_empty() { "/" } else { path },
+                any(websocket::connection::<H>),
+            )
+            .with_state(shared);
+        match self.cors {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+    }
+}
+
+impl<H: ConnectionHandler> Shared<H> {
+    /// What the request says of its client, for the auth hook and the transport.
+    fn transport_info(parts: &Parts, query_token: Option<String>) -> TransportInfo {
+        let mut info = TransportInfo::new();
+        if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            info = info.with_remote_addr(*addr);
+        }
+        let bearer = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        if let Some(token) = bearer.or(query_token) {
+            info = info.with_access_token(token);
+        }
+        info
+    }
+
+    /// Asks the auth hook, if any.
+    async fn authorized(&self, info: &TransportInfo) -> bool {
+        match &self.authorize {
+            Some(hook) => hook(info.clone()).await,
+            None => true,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The server side adaptor: an axum [`WebSocket`] as a courier [`Transport`].
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use courier::{Frame, Transport, TransportError, TransportInfo};
+use futures::{Sink, Stream};
+use tokio::sync::oneshot;
+
+use crate::websocket::{Failure, NORMAL_CLOSURE, close_error};
+
+/// How a server WebSocket transport ended, reported to the endpoint when the transport is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// A close frame went one way or the other: the connection ended on purpose.
+    Closed,
+    /// The connection broke without a close handshake: a stateful connection may be re-attached.
+    Broken,
+    /// The transport was dropped while the WebSocket was still open: its connection is done with it.
+    Dropped,
+}
+
+/// A WebSocket accepted by a [`HubEndpoint`](crate::HubEndpoint), carrying hub frames.
+///
+/// Text frames carry JSON, binary frames MessagePack; pings are answered by the WebSocket library. The stream ends
+/// on a clean close (codes 1000, 1001 or none) and fails on any other close code or when the connection drops
+/// ([`TransportError::Reset`]). Closing the sink sends a close frame with code 1000. A received message larger
+/// than the endpoint's [`max_message_size`](crate::EndpointOptions::max_message_size) fails the stream.
+pub struct WebSocketTransport {
+    socket: WebSocket,
+    info: TransportInfo,
+    ending: Option<Ending>,
+    close_sent: bool,
+    on_drop: Option<oneshot::Sender<Ending>>,
+}
+
+impl std::fmt::Debug for WebSocketTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketTransport")
+            .field("info", &self.info)
+            .field("ending", &self.ending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketTransport {
+    /// Wraps an upgraded socket; the receiver learns how the transport ended once it is dropped.
+    pub(crate) fn new(socket: WebSocket, info: TransportInfo) -> (Self, oneshot::Receiver<Ending>) {
+        let (on_drop, ended) = oneshot::channel();
+        let transport = Self {
+            socket,
+            info,
+            ending: None,
+            close_sent: false,
+            on_drop: Some(on_drop),
+        };
+        (transport, ended)
+    }
+
+    /// Records a failure and turns it into what the caller reports.
+    fn fail(&mut self, error: axum::Error) -> Option<TransportError> {
+        let failure = match error
+            .into_inner()
+            .downcast::<tokio_tungstenite::tungstenite::Error>()
+        {
+            Ok(error) => Failure::from_tungstenite(*error),
+            Err(other) => Failure::Protocol(TransportError::Protocol(other.to_string())),
+        };
+        match failure {
+            Failure::Closed => {
+                self.ending.get_or_insert(Ending::Closed);
+                None
+            }
+            Failure::Broken(error) => {
+                self.ending.get_or_insert(Ending::Broken);
+                Some(error)
+            }
+            Failure::Protocol(error) => {
+                self.ending.get_or_insert(Ending::Closed);
+                Some(error)
+            }
+        }
+    }
+}
+
+impl Drop for WebSocketTransport {
+    fn drop(&mut self) {
+        if let Some(on_drop) = self.on_drop.take() {
+            // The endpoint may have stopped listening (it is shutting down); nothing to tell then.
+            let _ = on_drop.send(self.ending.unwrap_or(Ending::Dropped));
+        }
+    }
+}
+
+impl Stream for WebSocketTransport {
+    type Item = Result<Frame, TransportError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.ending.is_some() {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.socket).poll_next(cx)) {
+                Some(Ok(Message::Text(text))) => {
+                    return Poll::Ready(Some(Ok(Frame::Text(Bytes::from(text)))));
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    return Poll::Ready(Some(Ok(Frame::Binary(bytes))));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(frame))) => {
+                    this.ending = Some(Ending::Closed);
+                    let error = match frame {
+                        Some(frame) => close_error(Some(frame.code), &frame.reason),
+                        None => None,
+                    };
+                    return Poll::Ready(error.map(Err));
+                }
+                Some(Err(error)) => return Poll::Ready(this.fail(error).map(Err)),
+                None => {
+                    // The socket ended without a close frame reaching us.
+                    this.ending = Some(Ending::Broken);
+                    return Poll::Ready(Some(Err(TransportError::Reset)));
+                }
+            }
+        }
+    }
+}
+
+impl Sink<Frame> for WebSocketTransport {
+    type Error = TransportError;
+
+    fn poll_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), TransportError>> {
+        let result = ready!(Pin::new(&mut self.socket).poll_ready(cx));
+        Poll::Ready(result.map_err(|error| self.fail(error).unwrap_or(TransportError::Reset)))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), TransportError> {
+        let message = match frame {
+            Frame::Text(bytes) => Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| {
+                TransportError::Protocol("a text frame must be valid UTF-8".into())
+            })?),
+            Frame::Binary(bytes) => Message::Binary(bytes),
+        };
+        let result = Pin::new(&mut self.socket).start_send(message);
+        result.map_err(|error| self.fail(error).unwrap_or(TransportError::Reset))
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), TransportError>> {
+        let result = ready!(Pin::new(&mut self.socket).poll_flush(cx));
+        Poll::Ready(result.map_err(|error| self.fail(error).unwrap_or(TransportError::Reset)))
+    }
+
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), TransportError>> {
+        let this = &mut *self;
+        if !this.close_sent {
+            if let Err(error) = ready!(Pin::new(&mut this.socket).poll_ready(cx)) {
+                return Poll::Ready(this.fail(error).map_or(Ok(()), Err));
+            }
+            let close = Message::Close(Some(CloseFrame {
+                code: NORMAL_CLOSURE,
+                reason: Utf8Bytes::from_static(""),
+            }));
+            if let Err(error) = Pin::new(&mut this.socket).start_send(close) {
+                return Poll::Ready(this.fail(error).map_or(Ok(()), Err));
+            }
+            this.close_sent = true;
+            this.ending.get_or_insert(Ending::Closed);
+        }
+        match ready!(Pin::new(&mut this.socket).poll_close(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(error) => Poll::Ready(this.fail(error).map_or(Ok(()), Err)),
+        }
+    }
+}
+
+impl Transport for WebSocketTransport {
+    fn info(&self) -> &TransportInfo {
+        &self.info
+    }
+}
