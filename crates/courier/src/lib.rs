@@ -1,9 +1,16 @@
-//! Courier: acknowledged delivery for SignalR hubs (work in progress).
+//! Courier: acknowledged delivery for SignalR hubs.
 //!
 //! This crate joins the codec (`courier-protocol`) and the delivery engine (`courier-delivery`) into a hub server
-//! and client on tokio. It knows no transport: anything that moves frames in order implements [`Transport`].
+//! (and, later, a client) on tokio. It knows no transport: anything that moves frames in order implements
+//! [`Transport`]; [`transport::memory`] is an in-memory pair for tests.
+//!
+//! - [`server`]: [`Hub`](server::Hub), built from typed methods; connections accepted from any transport;
+//!   [`Clients`](server::Clients) and [`Groups`](server::Groups) to send to; stateful reconnect.
 #![forbid(unsafe_code)]
 
+pub mod server;
 pub mod transport;
 
+/// The wire protocol crate, re-exported for its message and payload types.
+pub use courier_protocol as protocol;
 pub use transport::{Frame, Transport, TransportError, TransportInfo};

@@ -5,6 +5,8 @@
 //! it unchanged: JSON in text frames, MessagePack in binary frames; one frame may hold several whole hub messages,
 //! and a sender never splits one message over two frames.
 
+pub mod memory;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -39,7 +41,9 @@ impl Frame {
 }
 
 /// What a transport knows about its connection, handed to the hub when the connection starts.
-#[derive(Debug, Clone, Default)]
+///
+/// The default is [`TransportInfo::new`]: binary frames supported, nothing else known.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TransportInfo {
     /// The peer's address, where the transport has one.
@@ -48,12 +52,51 @@ pub struct TransportInfo {
     pub access_token: Option<String>,
     /// Whether the transport carries binary frames (MessagePack needs them).
     pub supports_binary: bool,
+    /// Request headers (name, value) where the transport has them (e.g. the WebSocket upgrade request), for the
+    /// auth hook. Names as received; compare them ignoring ASCII case.
+    pub headers: Vec<(String, String)>,
+    /// Query parameters (name, value) of the request that opened the transport, where it has one.
+    pub query: Vec<(String, String)>,
+}
+
+impl Default for TransportInfo {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TransportInfo {
     /// Info for a transport that carries text and binary frames, with no address and no token.
     pub fn new() -> Self {
-        Self { remote_addr: None, access_token: None, supports_binary: true }
+        Self {
+            remote_addr: None,
+            access_token: None,
+            supports_binary: true,
+            headers: Vec::new(),
+            query: Vec::new(),
+        }
+    }
+
+    /// Adds a request header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a query parameter.
+    #[must_use]
+    pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((name.into(), value.into()));
+        self
+    }
+
+    /// The value of the first header called `name` (compared ignoring ASCII case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets the peer's address.
@@ -98,7 +141,11 @@ pub enum TransportError {
 /// The stream yields received frames in order and ends (`None`) when the peer closed the transport cleanly; an
 /// `Err` item means it broke. The sink sends frames in order; closing it closes the transport cleanly.
 pub trait Transport:
-    Stream<Item = Result<Frame, TransportError>> + Sink<Frame, Error = TransportError> + Send + Unpin + 'static
+    Stream<Item = Result<Frame, TransportError>>
+    + Sink<Frame, Error = TransportError>
+    + Send
+    + Unpin
+    + 'static
 {
     /// What the transport knows of the connection.
     fn info(&self) -> &TransportInfo;

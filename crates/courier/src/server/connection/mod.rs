@@ -1,0 +1,913 @@
+//! The task that drives one connection (the quinn `ConnectionDriver` pattern): it owns the connection's state,
+//! reads frames, dispatches invocations, writes replies and keeps time.
+
+mod handshake;
+mod link;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use courier_protocol::{
+    ByteString, CancelInvocation, Close, Completion, CompletionResult, Headers, HubMessage,
+    Invocation, MessageReader, Payload, Protocol, ProtocolError, Sequence, StreamInvocation,
+    StreamItem,
+};
+use futures::future::BoxFuture;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use self::link::Link;
+use crate::server::context::ConnectionInfo;
+use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
+use crate::server::registry::{Entry, Outbound, Stop};
+use crate::server::{ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner};
+use crate::{Frame, Transport};
+
+/// Everything [`run`] needs to start a connection.
+pub(crate) struct Setup {
+    pub(crate) hub: Arc<HubInner>,
+    pub(crate) id: ConnectionId,
+    pub(crate) user: Option<String>,
+    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) stateful_granted: bool,
+    pub(crate) reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
+    pub(crate) ended: watch::Sender<bool>,
+}
+
+/// Frames are filled with ready messages up to about this size before being sent (a single larger message still
+/// goes in one frame: messages are never split).
+const FRAME_TARGET: usize = 64 * 1024;
+/// Messages from the connection's own invocations and streams waiting for the driver.
+const INTERNAL_QUEUE: usize = 16;
+
+const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
+
+/// Runs a connection from handshake to end.
+pub(crate) async fn run(setup: Setup) {
+    let Setup {
+        hub,
+        id,
+        user,
+        mut transport,
+        stateful_granted,
+        reattach,
+        ended,
+    } = setup;
+    let Some(agreed) = handshake::run(transport.as_mut(), &hub.options).await else {
+        let _ = transport.close().await;
+        ended.send_replace(true);
+        return;
+    };
+    let info = Arc::new(ConnectionInfo {
+        id: id.clone(),
+        user: user.clone(),
+        protocol: agreed.protocol,
+        transport: transport.info().clone(),
+    });
+    let ctx = Context::new(HubContext { hub: hub.clone() }, info);
+    let (outbound_tx, outbound) = mpsc::channel(hub.options.outbound_queue_capacity.max(1));
+    let (stop_tx, stop) = watch::channel(None);
+    if !hub.registry.insert(
+        id.clone(),
+        Entry::new(agreed.protocol, user, outbound_tx, stop_tx),
+    ) {
+        // Shutdown began during the handshake.
+        let mut connection = Connection::new(
+            hub,
+            ctx,
+            agreed.protocol,
+            transport,
+            None,
+            None,
+            outbound,
+            stop,
+        );
+        connection.finish(End::Close(shutdown_close())).await;
+        ended.send_replace(true);
+        return;
+    }
+    let epoch = Instant::now();
+    let stateful = stateful_granted && agreed.version >= 2;
+    let link = stateful.then(|| Link::new(hub.options.stateful_reconnect_buffer_size, epoch));
+    let reattach = if stateful { reattach } else { None };
+    let mut connection = Connection::new(
+        hub.clone(),
+        ctx.clone(),
+        agreed.protocol,
+        transport,
+        link,
+        reattach,
+        outbound,
+        stop,
+    );
+    connection.reader.push_bytes(agreed.leftover);
+
+    let end = match &hub.on_connected {
+        Some(hook) => match AssertUnwindSafe(hook(ctx.clone())).catch_unwind().await {
+            Ok(Ok(())) => connection.drive().await,
+            Ok(Err(error)) => {
+                let detail = error.detail(hub.options.enable_detailed_errors);
+                End::Close(Close {
+                    error: Some(with_detail(CLOSED_WITH_ERROR, detail).into()),
+                    allow_reconnect: false,
+                })
+            }
+            Err(_) => End::Close(Close {
+                error: Some(CLOSED_WITH_ERROR.into()),
+                allow_reconnect: false,
+            }),
+        },
+        None => connection.drive().await,
+    };
+    let error = match &end {
+        End::Close(Close {
+            error: Some(error), ..
+        }) => Some(error.to_string()),
+        End::Broken(error) => Some(error.clone()),
+        _ => None,
+    };
+    connection.finish(end).await;
+    hub.registry.remove(&id);
+    if let Some(hook) = &hub.on_disconnected {
+        let _ = AssertUnwindSafe(hook(ctx, error)).catch_unwind().await;
+    }
+    ended.send_replace(true);
+}
+
+/// Why the connection ends.
+enum End {
+    /// Send this Close, then close the transport.
+    Close(Close),
+    /// The client closed the transport cleanly: close our side.
+    ClientClosed,
+    /// The transport broke, or the connection was aborted: drop it (the text says why).
+    Broken(String),
+}
+
+fn shutdown_close() -> Close {
+    Close {
+        error: None,
+        allow_reconnect: true,
+    }
+}
+
+/// What woke the driver.
+enum Event {
+    Frame(Option<Result<Frame, crate::TransportError>>),
+    Internal(Internal),
+    Outbound(Outbound),
+    Unblocked,
+    Stop(Stop),
+    Reattach(Box<dyn Transport>),
+    Timer,
+}
+
+/// What the connection's own invocation and stream tasks send to the driver.
+enum Internal {
+    /// An invocation finished (`id` is `None` for a non-blocking one, which gets no reply).
+    Completed {
+        id: Option<ByteString>,
+        result: CompletionResult,
+    },
+    /// A server-to-client stream produced an item.
+    StreamItem { id: ByteString, item: Payload },
+    /// A server-to-client stream ended, with the error text for the caller if it failed.
+    StreamEnded {
+        id: ByteString,
+        error: Option<String>,
+    },
+}
+
+struct Connection {
+    hub: Arc<HubInner>,
+    ctx: Context,
+    protocol: Protocol,
+    /// `None` while a stateful connection waits for a new transport.
+    transport: Option<Box<dyn Transport>>,
+    reader: MessageReader,
+    /// Encoded messages waiting to be sent as one frame.
+    out: BytesMut,
+    link: Option<Link>,
+    reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
+    /// When a detached connection gives up waiting for a new transport.
+    detached_until: Option<Instant>,
+    outbound: mpsc::Receiver<Outbound>,
+    internal_tx: mpsc::Sender<Internal>,
+    internal: mpsc::Receiver<Internal>,
+    stop: watch::Receiver<Option<Stop>>,
+    /// Graceful shutdown: no new work; end once running invocations are done.
+    draining: bool,
+    running: usize,
+    /// An invocation waiting for a free slot; nothing more is read meanwhile.
+    waiting: Option<Invocation>,
+    /// An upload item waiting for room in its stream's buffer; nothing more is read meanwhile.
+    blocked: Option<BoxFuture<'static, ()>>,
+    streams: HashMap<ByteString, AbortHandle>,
+    uploads: HashMap<ByteString, mpsc::Sender<UploadItem>>,
+    results: HashMap<ByteString, oneshot::Sender<Result<Payload, ClientResultError>>>,
+    next_result_id: u64,
+    last_sent: Instant,
+    last_received: Instant,
+    /// The client timeout counts only once the client has sent a Ping (as .NET).
+    client_pinged: bool,
+}
+
+impl Connection {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        hub: Arc<HubInner>,
+        ctx: Context,
+        protocol: Protocol,
+        transport: Box<dyn Transport>,
+        link: Option<Link>,
+        reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
+        outbound: mpsc::Receiver<Outbound>,
+        stop: watch::Receiver<Option<Stop>>,
+    ) -> Self {
+        let (internal_tx, internal) = mpsc::channel(INTERNAL_QUEUE);
+        let now = Instant::now();
+        Self {
+            reader: MessageReader::new(protocol, hub.options.maximum_receive_message_size),
+            hub,
+            ctx,
+            protocol,
+            transport: Some(transport),
+            out: BytesMut::new(),
+            link,
+            reattach,
+            detached_until: None,
+            outbound,
+            internal_tx,
+            internal,
+            stop,
+            draining: false,
+            running: 0,
+            waiting: None,
+            blocked: None,
+            streams: HashMap::new(),
+            uploads: HashMap::new(),
+            results: HashMap::new(),
+            next_result_id: 0,
+            last_sent: now,
+            last_received: now,
+            client_pinged: false,
+        }
+    }
+
+    /// The main loop: until the connection ends.
+    async fn drive(&mut self) -> End {
+        loop {
+            if let Err(end) = self.process_buffered() {
+                return end;
+            }
+            if self.draining && self.running == 0 {
+                self.queue(&HubMessage::Close(shutdown_close()));
+                return End::Close(shutdown_close());
+            }
+            let event = self.next_event().await;
+            let result = match self.handle(event) {
+                Ok(()) => {
+                    self.gather_ready();
+                    self.flush().await
+                }
+                Err(end) => Err(end),
+            };
+            if let Err(end) = result {
+                match end {
+                    End::Broken(_) if self.link.is_some() && self.transport.is_some() => {
+                        self.detach();
+                    }
+                    end => return end,
+                }
+            }
+        }
+    }
+
+    /// Whether messages from the app and the connection's own tasks may be taken: not while a stateful
+    /// connection's replay buffer is full (sends wait for acks).
+    fn accepting(&self) -> bool {
+        self.link.as_ref().is_none_or(Link::has_room)
+    }
+
+    /// Whether more client messages may be read.
+    fn reading(&self) -> bool {
+        self.waiting.is_none() && self.blocked.is_none() && !self.draining
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if let Some(until) = self.detached_until {
+            return Some(until);
+        }
+        let keep_alive = self.last_sent + self.hub.options.keep_alive_interval;
+        let client_timeout = self
+            .client_pinged
+            .then(|| self.last_received + self.hub.options.client_timeout_interval);
+        let ack = self.link.as_ref().and_then(Link::ack_deadline);
+        [Some(keep_alive), client_timeout, ack]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let reading = self.reading();
+        let accepting = self.accepting();
+        let deadline = self.next_deadline();
+        let transport = self.transport.as_mut();
+        let blocked = self.blocked.as_mut();
+        let reattach = self.reattach.as_mut();
+        let stop = &mut self.stop;
+        tokio::select! {
+            biased;
+            () = changed(stop) => Event::Stop((*stop.borrow_and_update()).unwrap_or(Stop::Abort)),
+            Some(transport) = async { reattach?.recv().await }, if self.link.is_some() => Event::Reattach(transport),
+            () = async { if let Some(blocked) = blocked { blocked.await } else { std::future::pending().await } } => Event::Unblocked,
+            Some(item) = self.internal.recv(), if accepting => Event::Internal(item),
+            frame = async { if let Some(transport) = transport { transport.next().await } else { std::future::pending().await } }, if reading => Event::Frame(frame),
+            Some(item) = self.outbound.recv(), if accepting && !self.draining => Event::Outbound(item),
+            () = sleep_until(deadline) => Event::Timer,
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), End> {
+        match event {
+            Event::Frame(None) => {
+                return Err(match self.reader.finish() {
+                    Ok(()) => End::ClientClosed,
+                    Err(error) => End::Broken(error.to_string()),
+                });
+            }
+            Event::Frame(Some(Err(error))) => return Err(End::Broken(error.to_string())),
+            Event::Frame(Some(Ok(frame))) => {
+                self.last_received = Instant::now();
+                self.reader.push_bytes(frame.into_payload());
+            }
+            Event::Internal(item) => self.on_internal(item),
+            Event::Outbound(item) => self.on_outbound(item),
+            Event::Unblocked => self.blocked = None,
+            Event::Stop(Stop::Abort) => {
+                return Err(End::Broken("the connection was aborted".into()));
+            }
+            Event::Stop(Stop::Shutdown) => self.begin_draining(),
+            Event::Reattach(transport) => self.attach(transport),
+            Event::Timer => return self.on_timer(),
+        }
+        Ok(())
+    }
+
+    /// Decodes and handles buffered client messages until none is complete or reading must pause.
+    fn process_buffered(&mut self) -> Result<(), End> {
+        while self.reading() && self.transport.is_some() {
+            match self.reader.next_message() {
+                Ok(Some(message)) => self.on_message(message)?,
+                Ok(None) => break,
+                Err(error) => return Err(self.protocol_error(&error)),
+            }
+        }
+        Ok(())
+    }
+
+    fn protocol_error(&self, error: &ProtocolError) -> End {
+        let detail = self
+            .hub
+            .options
+            .enable_detailed_errors
+            .then(|| format!("InvalidDataException: {error}"));
+        End::Close(Close {
+            error: Some(with_detail(CLOSED_WITH_ERROR, detail).into()),
+            allow_reconnect: true,
+        })
+    }
+
+    fn on_message(&mut self, message: HubMessage) -> Result<(), End> {
+        if message.is_trackable() && self.link.as_mut().is_some_and(|link| !link.receive()) {
+            return Ok(());
+        }
+        match message {
+            HubMessage::Invocation(invocation) => self.on_invocation(invocation),
+            HubMessage::StreamInvocation(invocation) => self.on_stream_invocation(invocation),
+            HubMessage::StreamItem(item) => self.on_upload_item(item),
+            HubMessage::Completion(completion) => self.on_completion(completion),
+            HubMessage::CancelInvocation(CancelInvocation { invocation_id, .. }) => {
+                if let Some(stream) = self.streams.remove(&invocation_id) {
+                    stream.abort();
+                    self.complete(invocation_id, CompletionResult::Void);
+                }
+            }
+            HubMessage::Ping => self.client_pinged = true,
+            HubMessage::Close(_) => {
+                return Err(End::Close(Close::default()));
+            }
+            HubMessage::Ack(ack) => {
+                if let Some(link) = &mut self.link {
+                    link.handle_ack(ack.sequence_id);
+                }
+            }
+            HubMessage::Sequence(Sequence { sequence_id }) => {
+                if let Some(link) = &mut self.link
+                    && let Err(error) = link.handle_sequence(sequence_id)
+                {
+                    let detail = self
+                        .hub
+                        .options
+                        .enable_detailed_errors
+                        .then(|| format!("InvalidOperationException: {error}"));
+                    return Err(End::Close(Close {
+                        error: Some(with_detail(CLOSED_WITH_ERROR, detail).into()),
+                        allow_reconnect: false,
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_invocation(&mut self, invocation: Invocation) {
+        if self.running
+            >= self
+                .hub
+                .options
+                .maximum_parallel_invocations_per_client
+                .max(1)
+        {
+            self.waiting = Some(invocation);
+            return;
+        }
+        let Invocation {
+            invocation_id: id,
+            target,
+            arguments,
+            stream_ids,
+            ..
+        } = invocation;
+        let handler = match self.hub.method(&target) {
+            None => return self.fail(id, unknown_method(&target)),
+            Some(Method::Streaming(_)) => {
+                return self.fail(
+                    id,
+                    format!("The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."),
+                );
+            }
+            Some(Method::Unary(handler)) => handler.clone(),
+        };
+        let mut binder = Binder::new(
+            arguments,
+            stream_ids,
+            self.hub.options.stream_buffer_capacity,
+        );
+        let call = match handler(self.ctx.clone(), &mut binder) {
+            Ok(call) => call,
+            Err(error) => return self.fail(id, self.bind_error_text(&target, error)),
+        };
+        self.uploads.extend(binder.into_streams());
+        self.running += 1;
+        let internal = self.internal_tx.clone();
+        let detailed = self.hub.options.enable_detailed_errors;
+        tokio::spawn(async move {
+            let result = match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(Ok(Output::Void)) => CompletionResult::Void,
+                Ok(Ok(Output::Value(payload))) => CompletionResult::Value(payload),
+                Ok(Err(error)) => {
+                    CompletionResult::Error(method_failed(&target, &error, detailed).into())
+                }
+                Err(_) => CompletionResult::Error(
+                    method_failed(
+                        &target,
+                        &HubError::internal("the method panicked"),
+                        detailed,
+                    )
+                    .into(),
+                ),
+            };
+            let _ = internal.send(Internal::Completed { id, result }).await;
+        });
+    }
+
+    fn on_stream_invocation(&mut self, invocation: StreamInvocation) {
+        let StreamInvocation {
+            invocation_id: id,
+            target,
+            arguments,
+            stream_ids,
+            ..
+        } = invocation;
+        let handler = match self.hub.method(&target) {
+            None => return self.fail(Some(id), unknown_method(&target)),
+            Some(Method::Unary(_)) => {
+                return self.fail(
+                    Some(id),
+                    format!("The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."),
+                );
+            }
+            Some(Method::Streaming(handler)) => handler.clone(),
+        };
+        if self.streams.contains_key(&id) {
+            return self.fail(
+                Some(id.clone()),
+                format!("Invocation ID '{id}' is already in use."),
+            );
+        }
+        let mut binder = Binder::new(
+            arguments,
+            stream_ids,
+            self.hub.options.stream_buffer_capacity,
+        );
+        let mut items = match handler(self.ctx.clone(), &mut binder) {
+            Ok(items) => items,
+            Err(error) => return self.fail(Some(id), self.bind_error_text(&target, error)),
+        };
+        self.uploads.extend(binder.into_streams());
+        let internal = self.internal_tx.clone();
+        let detailed = self.hub.options.enable_detailed_errors;
+        let stream_id = id.clone();
+        let task = tokio::spawn(async move {
+            let error = loop {
+                match AssertUnwindSafe(items.next()).catch_unwind().await {
+                    Ok(Some(Ok(item))) => {
+                        if internal
+                            .send(Internal::StreamItem {
+                                id: stream_id.clone(),
+                                item,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(Some(Err(error))) => break Some(error),
+                    Ok(None) => break None,
+                    Err(_) => break Some(HubError::internal("the stream panicked")),
+                }
+            };
+            let error = error.map(|error| {
+                with_detail(
+                    "An error occurred on the server while streaming results.",
+                    error.detail(detailed),
+                )
+            });
+            let _ = internal
+                .send(Internal::StreamEnded {
+                    id: stream_id,
+                    error,
+                })
+                .await;
+        });
+        self.streams.insert(id, task.abort_handle());
+    }
+
+    fn on_upload_item(&mut self, item: StreamItem) {
+        let Some(sender) = self.uploads.get(&item.invocation_id) else {
+            return;
+        };
+        match sender.try_send(Ok(item.item)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The method stopped reading (or finished): later items have nowhere to go.
+                self.uploads.remove(&item.invocation_id);
+            }
+            Err(mpsc::error::TrySendError::Full(value)) => {
+                let sender = sender.clone();
+                self.blocked = Some(
+                    async move {
+                        let _ = sender.send(value).await;
+                    }
+                    .boxed(),
+                );
+            }
+        }
+    }
+
+    fn on_completion(&mut self, completion: Completion) {
+        let Completion {
+            invocation_id: id,
+            result,
+            ..
+        } = completion;
+        if let Some(reply) = self.results.remove(&id) {
+            let answer = match result {
+                CompletionResult::Value(payload) => Ok(payload),
+                CompletionResult::Void => Ok(Payload::null(self.protocol)),
+                CompletionResult::Error(error) => Err(ClientResultError::Client(error.to_string())),
+            };
+            let _ = reply.send(answer);
+        } else if let Some(sender) = self.uploads.remove(&id)
+            && let CompletionResult::Error(error) = result
+        {
+            // Ends the stream with the client's error once the items before it were taken.
+            self.blocked = Some(
+                async move {
+                    let _ = sender.send(Err(error.to_string())).await;
+                }
+                .boxed(),
+            );
+        }
+    }
+
+    fn on_internal(&mut self, item: Internal) {
+        match item {
+            Internal::Completed { id, result } => {
+                self.running -= 1;
+                if let Some(id) = id {
+                    self.complete(id, result);
+                }
+                if let Some(invocation) = self.waiting.take() {
+                    self.on_invocation(invocation);
+                }
+            }
+            Internal::StreamItem { id, item } => {
+                if self.streams.contains_key(&id) {
+                    self.queue(&HubMessage::StreamItem(StreamItem {
+                        headers: Headers::new(),
+                        invocation_id: id,
+                        item,
+                    }));
+                }
+            }
+            Internal::StreamEnded { id, error } => {
+                if self.streams.remove(&id).is_some() {
+                    let result = error.map_or(CompletionResult::Void, |error| {
+                        CompletionResult::Error(error.into())
+                    });
+                    self.complete(id, result);
+                }
+            }
+        }
+    }
+
+    fn on_outbound(&mut self, item: Outbound) {
+        match item {
+            Outbound::Message(framed) => self.queue_encoded(framed, true),
+            Outbound::InvokeClient {
+                target,
+                arguments,
+                reply,
+            } => {
+                self.results.retain(|_, reply| !reply.is_closed());
+                if self.results.len() >= self.hub.options.maximum_pending_client_results {
+                    let _ = reply.send(Err(ClientResultError::TooManyPending));
+                    return;
+                }
+                self.next_result_id += 1;
+                let id: ByteString = format!("s{}", self.next_result_id).into();
+                self.queue(&HubMessage::Invocation(Invocation {
+                    headers: Headers::new(),
+                    invocation_id: Some(id.clone()),
+                    target: target.into(),
+                    arguments,
+                    stream_ids: Vec::new(),
+                }));
+                self.results.insert(id, reply);
+            }
+        }
+    }
+
+    fn on_timer(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        if let Some(until) = self.detached_until {
+            return if now >= until {
+                Err(End::Broken("no transport was reattached in time".into()))
+            } else {
+                Ok(())
+            };
+        }
+        if self.client_pinged
+            && now >= self.last_received + self.hub.options.client_timeout_interval
+        {
+            let detail = self.hub.options.enable_detailed_errors.then_some(
+                "OperationCanceledException: Client hasn't sent a message/ping within the configured \
+                 ClientTimeoutInterval.",
+            );
+            return Err(End::Close(Close {
+                error: Some(with_detail(CLOSED_WITH_ERROR, detail.map(str::to_owned)).into()),
+                allow_reconnect: true,
+            }));
+        }
+        if let Some(sequence_id) = self.link.as_mut().and_then(Link::poll_ack) {
+            self.queue(&HubMessage::Ack(courier_protocol::Ack { sequence_id }));
+        }
+        if now >= self.last_sent + self.hub.options.keep_alive_interval {
+            self.queue(&HubMessage::Ping);
+        }
+        Ok(())
+    }
+
+    fn begin_draining(&mut self) {
+        self.draining = true;
+        self.waiting = None;
+        for (_, stream) in self.streams.drain() {
+            stream.abort();
+        }
+        self.uploads.clear();
+    }
+
+    /// Takes whatever else is ready, without waiting, to fill the next frame.
+    fn gather_ready(&mut self) {
+        while self.out.len() < FRAME_TARGET && self.accepting() {
+            if let Ok(item) = self.internal.try_recv() {
+                self.on_internal(item);
+            } else if !self.draining
+                && let Ok(item) = self.outbound.try_recv()
+            {
+                self.on_outbound(item);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Answers an invocation with an error, if it wants an answer.
+    fn fail(&mut self, id: Option<ByteString>, error: String) {
+        if let Some(id) = id {
+            self.complete(id, CompletionResult::Error(error.into()));
+        }
+    }
+
+    fn complete(&mut self, id: ByteString, result: CompletionResult) {
+        self.queue(&HubMessage::Completion(Completion {
+            headers: Headers::new(),
+            invocation_id: id,
+            result,
+        }));
+    }
+
+    fn bind_error_text(&self, target: &str, error: BindError) -> String {
+        match error {
+            BindError::Arguments(detail) => with_detail(
+                &format!("Failed to invoke '{target}' due to an error on the server."),
+                self.hub
+                    .options
+                    .enable_detailed_errors
+                    .then(|| format!("InvalidDataException: {detail}")),
+            ),
+            BindError::StreamCount { sent, expected } => format!(
+                "An unexpected error occurred invoking '{target}' on the server. HubException: Client sent {sent} \
+                 stream(s), Hub method expects {expected}."
+            ),
+        }
+    }
+
+    /// Encodes a message for the next frame (numbered and buffered first if trackable on a stateful connection).
+    fn queue(&mut self, message: &HubMessage) {
+        let mut framed = BytesMut::new();
+        if self.protocol.encode(message, &mut framed).is_err() {
+            // Only a payload of the other protocol or a message over 2 GiB fails; neither is produced here.
+            return;
+        }
+        self.queue_encoded(framed.freeze(), message.is_trackable());
+    }
+
+    fn queue_encoded(&mut self, framed: Bytes, trackable: bool) {
+        match &mut self.link {
+            Some(link) if trackable => {
+                link.push(framed);
+                self.take_transmits();
+            }
+            _ if self.transport.is_some() => self.out.extend_from_slice(&framed),
+            // Detached: untracked messages (Ping, Ack) are meaningless on the next transport.
+            _ => {}
+        }
+    }
+
+    /// Moves what the link wants sent (a `Sequence` after a reattach, then the replay, then new messages) into the
+    /// next frame.
+    fn take_transmits(&mut self) {
+        if self.transport.is_none() {
+            return;
+        }
+        let Some(link) = &mut self.link else { return };
+        while let Some(transmit) = link.poll_transmit() {
+            match transmit {
+                Ok(framed) => self.out.extend_from_slice(&framed),
+                Err(first) => {
+                    let _ = self.protocol.encode(
+                        &HubMessage::Sequence(Sequence { sequence_id: first }),
+                        &mut self.out,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends what is queued as one frame, within the send timeout.
+    async fn flush(&mut self) -> Result<(), End> {
+        let Some(transport) = &mut self.transport else {
+            return Ok(());
+        };
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let payload = self.out.split().freeze();
+        let frame = match self.protocol {
+            Protocol::Json => Frame::Text(payload),
+            Protocol::MessagePack => Frame::Binary(payload),
+        };
+        match tokio::time::timeout(self.hub.options.send_timeout, transport.send(frame)).await {
+            Ok(Ok(())) => {
+                self.last_sent = Instant::now();
+                Ok(())
+            }
+            Ok(Err(error)) => Err(End::Broken(error.to_string())),
+            Err(_) => Err(End::Broken("sending to the transport timed out".into())),
+        }
+    }
+
+    /// The transport of a stateful connection broke: wait for a new one.
+    fn detach(&mut self) {
+        self.transport = None;
+        self.out.clear();
+        self.detached_until = Some(Instant::now() + self.hub.options.disconnect_timeout);
+        if let Some(link) = &mut self.link {
+            link.detach();
+        }
+        // Bytes of a message cut by the break are not part of any message the client will replay.
+        self.reader =
+            MessageReader::new(self.protocol, self.hub.options.maximum_receive_message_size);
+    }
+
+    fn attach(&mut self, transport: Box<dyn Transport>) {
+        if self.transport.is_some() {
+            // The client reconnected before this side saw the old transport break.
+            self.detach();
+        }
+        self.transport = Some(transport);
+        self.detached_until = None;
+        let now = Instant::now();
+        self.last_sent = now;
+        self.last_received = now;
+        if let Some(link) = &mut self.link {
+            link.attach();
+        }
+        self.take_transmits();
+    }
+
+    /// Ends the connection: sends the Close if there is one, closes the transport, and releases what waits on it.
+    async fn finish(&mut self, end: End) {
+        for (_, stream) in self.streams.drain() {
+            stream.abort();
+        }
+        self.uploads.clear();
+        self.results.clear();
+        if let Some(mut transport) = self.transport.take() {
+            if let End::Close(close) = &end {
+                self.out.clear();
+                if self
+                    .protocol
+                    .encode(&HubMessage::Close(close.clone()), &mut self.out)
+                    .is_ok()
+                {
+                    let payload = self.out.split().freeze();
+                    let frame = match self.protocol {
+                        Protocol::Json => Frame::Text(payload),
+                        Protocol::MessagePack => Frame::Binary(payload),
+                    };
+                    let _ =
+                        tokio::time::timeout(self.hub.options.send_timeout, transport.send(frame))
+                            .await;
+                }
+            }
+            if !matches!(end, End::Broken(_)) {
+                let _ =
+                    tokio::time::timeout(self.hub.options.send_timeout, transport.close()).await;
+            }
+        }
+    }
+}
+
+/// Waits for a change of the stop signal (forever if its sender is gone).
+async fn changed(stop: &mut watch::Receiver<Option<Stop>>) {
+    if stop.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn with_detail(base: &str, detail: Option<String>) -> String {
+    match detail {
+        Some(detail) => format!("{base} {detail}"),
+        None => base.to_owned(),
+    }
+}
+
+fn unknown_method(target: &str) -> String {
+    format!(
+        "Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist."
+    )
+}
+
+fn method_failed(target: &str, error: &HubError, detailed: bool) -> String {
+    with_detail(
+        &format!("An unexpected error occurred invoking '{target}' on the server."),
+        error.detail(detailed),
+    )
+}

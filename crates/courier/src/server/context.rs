@@ -1,0 +1,107 @@
+//! What a hub method knows: its connection, and handles to send to clients.
+
+use std::sync::Arc;
+
+use courier_protocol::Protocol;
+
+use crate::TransportInfo;
+use crate::server::{ClientProxy, Clients, ConnectionId, Groups, HubInner, SingleClientProxy};
+
+/// A handle on a hub for the application, outside hub methods (ASP.NET Core's `IHubContext`): send to clients and
+/// manage groups. Cheap to clone.
+#[derive(Clone)]
+pub struct HubContext {
+    pub(crate) hub: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for HubContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubContext").finish_non_exhaustive()
+    }
+}
+
+impl HubContext {
+    /// Picks connections to send to.
+    pub fn clients(&self) -> Clients {
+        Clients::new(self.hub.clone())
+    }
+
+    /// Manages group membership.
+    pub fn groups(&self) -> Groups {
+        Groups::new(self.hub.clone())
+    }
+}
+
+/// The connection a hub method or hook runs for.
+#[derive(Debug)]
+pub(crate) struct ConnectionInfo {
+    pub(crate) id: ConnectionId,
+    pub(crate) user: Option<String>,
+    pub(crate) protocol: Protocol,
+    pub(crate) transport: TransportInfo,
+}
+
+/// What a hub method (or lifecycle hook) gets about its call: the caller's connection and identity, and handles to
+/// reach clients and groups (ASP.NET Core's `HubCallerContext` plus `Clients` and `Groups`). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Context {
+    hub: HubContext,
+    connection: Arc<ConnectionInfo>,
+}
+
+impl Context {
+    pub(crate) fn new(hub: HubContext, connection: Arc<ConnectionInfo>) -> Self {
+        Self { hub, connection }
+    }
+
+    /// The caller's connection id.
+    pub fn connection_id(&self) -> &ConnectionId {
+        &self.connection.id
+    }
+
+    /// The caller's user id, as the auth hook returned it (`None` for anonymous connections).
+    pub fn user_id(&self) -> Option<&str> {
+        self.connection.user.as_deref()
+    }
+
+    /// The hub protocol of the caller's connection.
+    pub fn protocol(&self) -> Protocol {
+        self.connection.protocol
+    }
+
+    /// What the transport knew of the connection (address, token, headers).
+    pub fn transport_info(&self) -> &TransportInfo {
+        &self.connection.transport
+    }
+
+    /// The hub, for sends that outlive the call.
+    pub fn hub(&self) -> &HubContext {
+        &self.hub
+    }
+
+    /// Picks connections to send to.
+    pub fn clients(&self) -> Clients {
+        self.hub.clients()
+    }
+
+    /// Manages group membership.
+    pub fn groups(&self) -> Groups {
+        self.hub.groups()
+    }
+
+    /// The caller's connection.
+    pub fn caller(&self) -> SingleClientProxy {
+        self.clients().client(self.connection.id.clone())
+    }
+
+    /// Every connection but the caller's.
+    pub fn others(&self) -> ClientProxy {
+        self.clients().all_except([self.connection.id.clone()])
+    }
+
+    /// Every connection in the group but the caller's.
+    pub fn others_in_group(&self, group: impl Into<String>) -> ClientProxy {
+        self.clients()
+            .group_except(group, [self.connection.id.clone()])
+    }
+}

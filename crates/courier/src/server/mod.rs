@@ -1,0 +1,337 @@
+//! The hub server: methods, connections, clients and groups, over any [`Transport`].
+//!
+//! A [`Hub`] is built once from named methods with typed arguments and results, then every transport that a
+//! client opens is handed to [`Hub::accept`]. One task per connection reads its frames, runs the handshake,
+//! dispatches invocations, writes replies and keeps the connection alive (HUB-PROTOCOL.md §3, §5, §7–§9).
+//!
+//! ```
+//! use courier::server::{Context, Hub, HubError};
+//!
+//! let hub = Hub::builder()
+//!     .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move { Ok::<_, HubError>(a + b) })
+//!     .method("Broadcast", |ctx: Context, (text,): (String,)| async move {
+//!         ctx.clients().all().send("Message", (ctx.connection_id().to_string(), text)).await.map_err(HubError::internal)
+//!     })
+//!     .build();
+//! // For each transport a client opens: `hub.accept(transport, ConnectionOptions::default()).await`.
+//! # drop(hub);
+//! ```
+
+mod clients;
+mod connection;
+mod context;
+mod error;
+mod id;
+mod method;
+mod options;
+mod registry;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+pub use clients::{ClientProxy, Clients, Groups, SingleClientProxy};
+pub use context::{Context, HubContext};
+pub use error::{AcceptError, ClientResultError, HubError, ReattachError, SendError};
+pub use id::ConnectionId;
+pub use method::{Arguments, BindError, Binder, HubArgument, HubArguments, UploadStream};
+pub use options::{ConnectionOptions, HubOptions};
+
+use crate::{Transport, TransportInfo};
+use method::Method;
+use registry::Registry;
+
+type AuthHook =
+    Arc<dyn Fn(TransportInfo) -> BoxFuture<'static, Result<Option<String>, String>> + Send + Sync>;
+type ConnectedHook = Arc<dyn Fn(Context) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
+type DisconnectedHook =
+    Arc<dyn Fn(Context, Option<String>) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Everything a hub's connections share.
+pub(crate) struct HubInner {
+    /// Methods by lower-case name (names match ignoring ASCII case).
+    methods: HashMap<String, Method>,
+    options: HubOptions,
+    registry: Registry,
+    authenticate: Option<AuthHook>,
+    on_connected: Option<ConnectedHook>,
+    on_disconnected: Option<DisconnectedHook>,
+}
+
+impl HubInner {
+    fn method(&self, name: &str) -> Option<&Method> {
+        self.methods.get(&name.to_ascii_lowercase())
+    }
+}
+
+/// A hub: its methods, options and hooks, and its live connections. Cheap to clone (all clones are the same hub).
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut methods: Vec<_> = self.inner.methods.keys().collect();
+        methods.sort();
+        f.debug_struct("Hub")
+            .field("methods", &methods)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Starts building a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// A handle to send to clients and manage groups from outside hub methods.
+    pub fn context(&self) -> HubContext {
+        HubContext {
+            hub: self.inner.clone(),
+        }
+    }
+
+    /// The hub's options.
+    pub fn options(&self) -> &HubOptions {
+        &self.inner.options
+    }
+
+    /// Takes a connection: runs the auth hook on the transport's [`TransportInfo`], then spawns the task that
+    /// drives the connection (handshake, then hub messages until it ends) on the current tokio runtime.
+    ///
+    /// The returned handle carries the connection id and, when `options` grant stateful reconnect, lets the
+    /// transport layer hand in a new transport after the old one broke ([`ConnectionHandle::reattach`]).
+    /// A refused connection's transport is dropped without a word: the transport layer answers the refusal in its
+    /// own terms (an HTTP 401, say) from the [`AcceptError`].
+    pub async fn accept(
+        &self,
+        transport: impl Transport,
+        options: ConnectionOptions,
+    ) -> Result<ConnectionHandle, AcceptError> {
+        if self.inner.registry.is_shutting_down() {
+            return Err(AcceptError::ShuttingDown);
+        }
+        let user = match &self.inner.authenticate {
+            Some(authenticate) => authenticate(transport.info().clone())
+                .await
+                .map_err(AcceptError::Unauthorized)?,
+            None => None,
+        };
+        let id = ConnectionId::generate();
+        let (ended_tx, ended) = watch::channel(false);
+        let (reattach_tx, reattach_rx) = if options.stateful_reconnect {
+            let (tx, rx) = mpsc::channel(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        tokio::spawn(connection::run(connection::Setup {
+            hub: self.inner.clone(),
+            id: id.clone(),
+            user,
+            transport: Box::new(transport),
+            stateful_granted: options.stateful_reconnect,
+            reattach: reattach_rx,
+            ended: ended_tx,
+        }));
+        Ok(ConnectionHandle {
+            id,
+            reattach: reattach_tx,
+            ended,
+        })
+    }
+
+    /// Graceful shutdown: accepts no more connections, tells every connection to finish its running invocations
+    /// and close with a Close message (`allowReconnect`, so clients may reconnect elsewhere), and waits for them
+    /// up to `deadline`. Connections still running then are aborted. Returns whether all ended in time.
+    pub async fn shutdown(&self, deadline: Duration) -> bool {
+        self.inner.registry.begin_shutdown();
+        let graceful = tokio::time::timeout(deadline, self.inner.registry.wait_empty())
+            .await
+            .is_ok();
+        if !graceful {
+            self.inner.registry.abort_all();
+            self.inner.registry.wait_empty().await;
+        }
+        graceful
+    }
+}
+
+/// One accepted connection, for the transport layer.
+#[derive(Debug)]
+pub struct ConnectionHandle {
+    id: ConnectionId,
+    reattach: Option<mpsc::Sender<Box<dyn Transport>>>,
+    ended: watch::Receiver<bool>,
+}
+
+impl ConnectionHandle {
+    /// The connection's public id (the one hub methods see).
+    pub fn id(&self) -> &ConnectionId {
+        &self.id
+    }
+
+    /// Hands in a new transport for a stateful-reconnect connection whose transport broke (the http layer maps
+    /// the connection token of the reconnect request to this handle). Both sides then send `Sequence` and replay
+    /// what the other may have missed; the connection id stays the same.
+    ///
+    /// Fails if the connection was not granted stateful reconnect, or has ended (closed, or no transport was
+    /// handed in within the [`disconnect_timeout`](HubOptions::disconnect_timeout)). A connection whose client
+    /// asked for protocol version 1 despite the grant does not reconnect either: it reports
+    /// [`ReattachError::ConnectionGone`].
+    pub async fn reattach(&self, transport: impl Transport) -> Result<(), ReattachError> {
+        let sender = self.reattach.as_ref().ok_or(ReattachError::NotStateful)?;
+        sender
+            .send(Box::new(transport))
+            .await
+            .map_err(|_| ReattachError::ConnectionGone)
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        *self.ended.borrow()
+    }
+
+    /// Waits until the connection has ended (after its disconnect hook ran).
+    pub async fn closed(&self) {
+        let mut ended = self.ended.clone();
+        // An error means the driver is gone, which also means it ended.
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+}
+
+/// Builds a [`Hub`] from methods, hooks and options.
+#[derive(Default)]
+pub struct HubBuilder {
+    methods: HashMap<String, Method>,
+    options: HubOptions,
+    authenticate: Option<AuthHook>,
+    on_connected: Option<ConnectedHook>,
+    on_disconnected: Option<DisconnectedHook>,
+}
+
+impl std::fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubBuilder {
+    /// Adds a method. Its arguments are a tuple of `DeserializeOwned` values and [`UploadStream`]s (`()` for
+    /// none), bound from the invocation's arguments in order; its result is any `Serialize` value (`()` answers
+    /// with a void Completion). Names match ignoring ASCII case; a later method with the same name replaces an
+    /// earlier one.
+    ///
+    /// A [`HubError::Hub`] reaches the caller as `An unexpected error occurred invoking '<name>' on the server.
+    /// HubException: <message>`; other failures (and panics) say only the first sentence unless detailed errors
+    /// are on.
+    #[must_use]
+    pub fn method<A, R, F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        A: HubArguments,
+        R: Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HubError>> + Send + 'static,
+    {
+        self.methods
+            .insert(name.to_ascii_lowercase(), Method::unary(handler));
+        self
+    }
+
+    /// Adds a streaming method: a client calls it with a StreamInvocation and gets each item as a StreamItem, then
+    /// a Completion when the stream ends. An `Err` item ends the stream with `An error occurred on the server while
+    /// streaming results.` (plus the detail for a [`HubError::Hub`], or with detailed errors). The client may
+    /// cancel it (CancelInvocation): the stream is dropped and a Completion without error is sent.
+    ///
+    /// ```
+    /// use courier::server::{Context, Hub, HubError};
+    ///
+    /// let hub = Hub::builder()
+    ///     .stream_method("Count", |_ctx: Context, (to,): (u32,)| {
+    ///         futures::stream::iter((1..=to).map(Ok::<_, HubError>))
+    ///     })
+    ///     .build();
+    /// # drop(hub);
+    /// ```
+    #[must_use]
+    pub fn stream_method<A, T, F, S>(mut self, name: &str, handler: F) -> Self
+    where
+        A: HubArguments,
+        T: Serialize + Send + 'static,
+        F: Fn(Context, A) -> S + Send + Sync + 'static,
+        S: futures::Stream<Item = Result<T, HubError>> + Send + 'static,
+    {
+        self.methods
+            .insert(name.to_ascii_lowercase(), Method::streaming(handler));
+        self
+    }
+
+    /// Sets the options.
+    #[must_use]
+    pub fn options(mut self, options: HubOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the auth hook: it gets the transport's [`TransportInfo`] (access token, headers, address) and returns
+    /// the user id (`Ok(None)` for an anonymous connection), or a refusal with its reason. Without a hook every
+    /// connection is anonymous.
+    #[must_use]
+    pub fn authenticate<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(TransportInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
+    {
+        self.authenticate = Some(Arc::new(move |info| hook(info).boxed()));
+        self
+    }
+
+    /// Sets the hook run once a connection completed its handshake, before its messages are dispatched
+    /// (`OnConnectedAsync`). An error closes the connection with `Connection closed with an error.`.
+    #[must_use]
+    pub fn on_connected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HubError>> + Send + 'static,
+    {
+        self.on_connected = Some(Arc::new(move |ctx| hook(ctx).boxed()));
+        self
+    }
+
+    /// Sets the hook run when a connection that completed its handshake has ended (`OnDisconnectedAsync`), with the
+    /// error that ended it, if any. The connection has already left its groups and can no longer be sent to.
+    #[must_use]
+    pub fn on_disconnected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Context, Option<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_disconnected = Some(Arc::new(move |ctx, error| hook(ctx, error).boxed()));
+        self
+    }
+
+    /// Builds the hub.
+    pub fn build(self) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                methods: self.methods,
+                options: self.options,
+                registry: Registry::default(),
+                authenticate: self.authenticate,
+                on_connected: self.on_connected,
+                on_disconnected: self.on_disconnected,
+            }),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The hub's live connections, groups and users (ASP.NET Core's `DefaultHubLifetimeManager`), and delivery of
+//! messages into connections' outbound queues.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use courier_protocol::{Payload, Protocol, ProtocolError};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use crate::server::{ClientResultError, ConnectionId};
+
+/// What other connections and the app put into a connection's outbound queue.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// One framed hub message, already encoded for the connection's protocol.
+    Message(Bytes),
+    /// A client-result invocation: the connection gives it an id and routes the client's Completion to `reply`.
+    InvokeClient {
+        target: String,
+        arguments: Vec<Payload>,
+        reply: oneshot::Sender<Result<Payload, ClientResultError>>,
+    },
+}
+
+/// Why a connection is told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Graceful shutdown: finish running invocations, send Close, end.
+    Shutdown,
+    /// Abort at once (a send to it timed out, or the app aborted it).
+    Abort,
+}
+
+/// A connection as the registry knows it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) protocol: Protocol,
+    pub(crate) user: Option<String>,
+    pub(crate) outbound: mpsc::Sender<Outbound>,
+    pub(crate) stop: watch::Sender<Option<Stop>>,
+    groups: HashSet<String>,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        protocol: Protocol,
+        user: Option<String>,
+        outbound: mpsc::Sender<Outbound>,
+        stop: watch::Sender<Option<Stop>>,
+    ) -> Self {
+        Self {
+            protocol,
+            user,
+            outbound,
+            stop,
+            groups: HashSet::new(),
+        }
+    }
+}
+
+/// Who a send goes to.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    All {
+        except: Vec<ConnectionId>,
+    },
+    Connections(Vec<ConnectionId>),
+    Group {
+        name: String,
+        except: Vec<ConnectionId>,
+    },
+    User(String),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    connections: HashMap<ConnectionId, Entry>,
+    groups: HashMap<String, HashSet<ConnectionId>>,
+    users: HashMap<String, HashSet<ConnectionId>>,
+    shutting_down: bool,
+}
+
+/// One recipient of a send, taken out of the registry so that no lock is held while waiting.
+struct Recipient {
+    protocol: Protocol,
+    outbound: mpsc::Sender<Outbound>,
+    stop: watch::Sender<Option<Stop>>,
+}
+
+/// Every live (handshaken) connection of a hub.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    state: Mutex<State>,
+    /// Signalled whenever a connection leaves (shutdown waits on it).
+    left: Notify,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock, but a poisoned map is still consistent: every update is one step.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a connection; refused (false) once shutdown began.
+    pub(crate) fn insert(&self, id: ConnectionId, entry: Entry) -> bool {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return false;
+        }
+        if let Some(user) = &entry.user {
+            state
+                .users
+                .entry(user.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        state.connections.insert(id, entry);
+        true
+    }
+
+    /// Removes a connection from the registry, its groups and its user.
+    pub(crate) fn remove(&self, id: &ConnectionId) {
+        let mut state = self.lock();
+        if let Some(entry) = state.connections.remove(id) {
+            for group in entry.groups {
+                remove_member(&mut state.groups, &group, id);
+            }
+            if let Some(user) = entry.user {
+                remove_member(&mut state.users, &user, id);
+            }
+        }
+        drop(state);
+        self.left.notify_waiters();
+    }
+
+    pub(crate) fn add_to_group(&self, id: &ConnectionId, group: &str) {
+        let mut state = self.lock();
+        let Some(entry) = state.connections.get_mut(id) else {
+            return;
+        };
+        entry.groups.insert(group.to_owned());
+        state
+            .groups
+            .entry(group.to_owned())
+            .or_default()
+            .insert(id.clone());
+    }
+
+    pub(crate) fn remove_from_group(&self, id: &ConnectionId, group: &str) {
+        let mut state = self.lock();
+        let Some(entry) = state.connections.get_mut(id) else {
+            return;
+        };
+        entry.groups.remove(group);
+        remove_member(&mut state.groups, group, id);
+    }
+
+    /// The protocol and queue of one connection.
+    pub(crate) fn connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Option<(Protocol, mpsc::Sender<Outbound>)> {
+        self.lock()
+            .connections
+            .get(id)
+            .map(|entry| (entry.protocol, entry.outbound.clone()))
+    }
+
+    /// Tells one connection to stop.
+    pub(crate) fn stop(&self, id: &ConnectionId, stop: Stop) {
+        if let Some(entry) = self.lock().connections.get(id) {
+            entry.stop.send_replace(Some(stop));
+        }
+    }
+
+    /// Refuses new connections and tells every connection to shut down; the number still live.
+    pub(crate) fn begin_shutdown(&self) -> usize {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for entry in state.connections.values() {
+            entry.stop.send_replace(Some(Stop::Shutdown));
+        }
+        state.connections.len()
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.lock().shutting_down
+    }
+
+    /// Waits until no connection is left.
+    pub(crate) async fn wait_empty(&self) {
+        loop {
+            let left = self.left.notified();
+            if self.lock().connections.is_empty() {
+                return;
+            }
+            left.await;
+        }
+    }
+
+    /// Aborts every connection still live.
+    pub(crate) fn abort_all(&self) {
+        for entry in self.lock().connections.values() {
+            entry.stop.send_replace(Some(Stop::Abort));
+        }
+    }
+
+    fn recipients(&self, target: &Target) -> Vec<Recipient> {
+        let state = self.lock();
+        let recipient = |entry: &Entry| Recipient {
+            protocol: entry.protocol,
+            outbound: entry.outbound.clone(),
+            stop: entry.stop.clone(),
+        };
+        let pick = |ids: &mut dyn Iterator<Item = &ConnectionId>, except: &[ConnectionId]| {
+            ids.filter(|id| !except.contains(id))
+                .filter_map(|id| state.connections.get(id))
+                .map(recipient)
+                .collect::<Vec<_>>()
+        };
+        match target {
+            Target::All { except } => pick(&mut state.connections.keys(), except),
+            Target::Connections(ids) => pick(&mut ids.iter(), &[]),
+            Target::Group { name, except } => state
+                .groups
+                .get(name)
+                .map(|members| pick(&mut members.iter(), except))
+                .unwrap_or_default(),
+            Target::User(user) => state
+                .users
+                .get(user)
+                .map(|members| pick(&mut members.iter(), &[]))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Puts one message into the queue of every connection of `target`, encoding it once per protocol (the
+    /// connections share the bytes). A full queue is waited on for up to `send_timeout`; then that connection is
+    /// aborted (as .NET's `TransportSendTimeout`). Connections that end meanwhile are skipped.
+    pub(crate) async fn send(
+        &self,
+        target: &Target,
+        encode: impl Fn(Protocol) -> Result<BytesMut, ProtocolError>,
+        send_timeout: Duration,
+    ) -> Result<(), ProtocolError> {
+        let recipients = self.recipients(target);
+        let mut encoded: [Option<Bytes>; 2] = [None, None];
+        let mut waiting = Vec::new();
+        for recipient in recipients {
+            let slot = &mut encoded[usize::from(recipient.protocol == Protocol::MessagePack)];
+            let bytes = match slot {
+                Some(bytes) => bytes.clone(),
+                None => slot.insert(encode(recipient.protocol)?.freeze()).clone(),
+            };
+            match recipient.outbound.try_send(Outbound::Message(bytes)) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => waiting.push((recipient, message)),
+            }
+        }
+        futures::future::join_all(waiting.into_iter().map(|(recipient, message)| async move {
+            if tokio::time::timeout(send_timeout, recipient.outbound.send(message))
+                .await
+                .is_err()
+            {
+                recipient.stop.send_replace(Some(Stop::Abort));
+            }
+        }))
+        .await;
+        Ok(())
+    }
+}
+
+fn remove_member(sets: &mut HashMap<String, HashSet<ConnectionId>>, key: &str, id: &ConnectionId) {
+    if let Some(members) = sets.get_mut(key) {
+        members.remove(id);
+        if members.is_empty() {
+            sets.remove(key);
+        }
+    }
+}
