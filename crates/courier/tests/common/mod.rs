@@ -89,6 +89,11 @@ impl Peer {
         response
     }
 
+    /// Closes the transport cleanly.
+    pub async fn close(&mut self) {
+        self.transport.close().await.expect("closable");
+    }
+
     pub async fn send_frame(&mut self, frame: Frame) {
         self.transport.send(frame).await.expect("server end open");
     }

@@ -1,0 +1,217 @@
+//! Sending to clients: every target of `Clients`, groups, users, fan-out across protocols, slow consumers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Peer, arg, expect_invocation};
+use courier::TransportInfo;
+use courier::server::{ConnectionId, ConnectionOptions, Context, Hub, HubError, HubOptions};
+use courier::transport::memory;
+use courier_protocol::Protocol;
+use serde_json::json;
+use tokio::time::Instant;
+
+fn hub(options: HubOptions) -> Hub {
+    Hub::builder()
+        .options(options)
+        .authenticate(|info| async move { Ok(info.access_token) })
+        .method("Join", |ctx: Context, (group,): (String,)| async move {
+            ctx.groups().add(ctx.connection_id(), &group);
+            Ok::<_, HubError>(())
+        })
+        .method("Leave", |ctx: Context, (group,): (String,)| async move {
+            ctx.groups().remove(ctx.connection_id(), &group);
+            Ok::<_, HubError>(())
+        })
+        .method(
+            "Say",
+            |ctx: Context, (to, text): (String, String)| async move {
+                let args = (ctx.connection_id().to_string(), text);
+                let sent = match to.as_str() {
+                    "all" => ctx.clients().all().send("Said", args).await,
+                    "others" => ctx.others().send("Said", args).await,
+                    "caller" => ctx.caller().send("Said", args).await,
+                    group => ctx.others_in_group(group).send("Said", args).await,
+                };
+                sent.map_err(HubError::internal)
+            },
+        )
+        .build()
+}
+
+/// A connection of `user` (if any), with its id.
+async fn join(hub: &Hub, protocol: Protocol, user: Option<&str>) -> (Peer, ConnectionId) {
+    let info = match user {
+        Some(user) => TransportInfo::new().with_access_token(user),
+        None => TransportInfo::new(),
+    };
+    let (mut peer, handle) =
+        Peer::open_with(hub, protocol, info, ConnectionOptions::default()).await;
+    peer.handshake(1).await;
+    (peer, handle.id().clone())
+}
+
+/// The text of the next `Said`/`Note` invocation.
+async fn heard(peer: &mut Peer) -> String {
+    let invocation = expect_invocation(peer.recv().await);
+    assert_eq!(
+        invocation.invocation_id, None,
+        "a plain send is non-blocking"
+    );
+    arg(&invocation, invocation.arguments.len() - 1)
+}
+
+/// Whether nothing arrives within a second (Pings aside).
+async fn silent(peer: &mut Peer) -> bool {
+    tokio::time::timeout(Duration::from_secs(1), peer.recv())
+        .await
+        .is_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_others_caller_and_groups_from_inside_a_method() {
+    let hub = hub(HubOptions::default());
+    let (mut a, _) = join(&hub, Protocol::Json, None).await;
+    let (mut b, _) = join(&hub, Protocol::MessagePack, None).await;
+    let (mut c, _) = join(&hub, Protocol::Json, None).await;
+
+    a.call("1", "Say", &[json!("all"), json!("to all")]).await;
+    for peer in [&mut a, &mut b, &mut c] {
+        assert_eq!(heard(peer).await, "to all");
+    }
+    a.call("2", "Say", &[json!("others"), json!("to others")])
+        .await;
+    assert_eq!(heard(&mut b).await, "to others");
+    assert_eq!(heard(&mut c).await, "to others");
+    assert!(silent(&mut a).await);
+    a.call("3", "Say", &[json!("caller"), json!("to me")]).await;
+    assert_eq!(heard(&mut a).await, "to me");
+
+    a.call("4", "Join", &[json!("room")]).await;
+    b.call("5", "Join", &[json!("room")]).await;
+    a.call("6", "Say", &[json!("room"), json!("to the room")])
+        .await;
+    assert_eq!(heard(&mut b).await, "to the room");
+    assert!(silent(&mut a).await && silent(&mut c).await);
+    b.call("7", "Leave", &[json!("room")]).await;
+    a.call("8", "Say", &[json!("room"), json!("to nobody")])
+        .await;
+    assert!(silent(&mut b).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_app_sends_to_connections_users_groups_and_all_but_some() {
+    let hub = hub(HubOptions::default());
+    let context = hub.context();
+    let (mut alice_phone, phone) = join(&hub, Protocol::Json, Some("alice")).await;
+    let (mut alice_laptop, laptop) = join(&hub, Protocol::MessagePack, Some("alice")).await;
+    let (mut bob, bob_id) = join(&hub, Protocol::Json, Some("bob")).await;
+
+    context
+        .clients()
+        .user("alice")
+        .send("Note", ("for alice",))
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut alice_phone).await, "for alice");
+    assert_eq!(heard(&mut alice_laptop).await, "for alice");
+    assert!(silent(&mut bob).await);
+
+    context
+        .clients()
+        .client(bob_id.clone())
+        .send("Note", ("for bob",))
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut bob).await, "for bob");
+
+    context
+        .clients()
+        .all_except([phone.clone()])
+        .send("Note", ("not the phone",))
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut alice_laptop).await, "not the phone");
+    assert_eq!(heard(&mut bob).await, "not the phone");
+    assert!(silent(&mut alice_phone).await);
+
+    context.groups().add(&laptop, "desk");
+    context.groups().add(&bob_id, "desk");
+    context
+        .clients()
+        .group_except("desk", [bob_id.clone()])
+        .send("Note", ("desk",))
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut alice_laptop).await, "desk");
+    assert!(silent(&mut bob).await);
+    context
+        .clients()
+        .clients([phone, bob_id])
+        .send("Note", ("pair",))
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut alice_phone).await, "pair");
+    assert_eq!(heard(&mut bob).await, "pair");
+
+    // A user or group without connections, or a connection that is gone: nothing happens.
+    context
+        .clients()
+        .user("carol")
+        .send("Note", ("nobody",))
+        .await
+        .unwrap();
+    context
+        .clients()
+        .client("gone")
+        .send("Note", ("nobody",))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_leaves_its_groups_when_it_ends() {
+    let hub = hub(HubOptions::default());
+    let (mut a, a_id) = join(&hub, Protocol::Json, None).await;
+    hub.context().groups().add(&a_id, "g");
+    a.close().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (mut b, b_id) = join(&hub, Protocol::Json, None).await;
+    hub.context().groups().add(&b_id, "g");
+    hub.context()
+        .clients()
+        .group("g")
+        .send("Note", ("only b",))
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut b).await, "only b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_does_not_read_is_aborted_after_the_send_timeout() {
+    let hub = hub(HubOptions::default().outbound_queue_capacity(2));
+    // The transport holds one frame; the client reads nothing after the handshake.
+    let (server, client) = memory::pair_with(TransportInfo::new(), 1);
+    let handle = hub
+        .accept(server, ConnectionOptions::default())
+        .await
+        .unwrap();
+    let mut peer = Peer::over(client, Protocol::Json);
+    peer.handshake(1).await;
+    let start = Instant::now();
+    for i in 0..10 {
+        hub.context()
+            .clients()
+            .all()
+            .send("Note", (i,))
+            .await
+            .unwrap();
+    }
+    handle.closed().await;
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(10) && elapsed < Duration::from_secs(11),
+        "{elapsed:?}"
+    );
+}
