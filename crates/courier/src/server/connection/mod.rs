@@ -93,7 +93,8 @@ pub(crate) async fn run(setup: Setup) {
     let epoch = Instant::now();
     let stateful = stateful_granted && agreed.version >= 2;
     let link = stateful.then(|| Link::new(hub.options.stateful_reconnect_buffer_size, epoch));
-    let reattach = if stateful { reattach } else { None };
+    // Without stateful reconnect the receiver is dropped here, so `reattach` fails at once.
+    let reattach = reattach.filter(|_| stateful);
     let mut connection = Connection::new(
         hub.clone(),
         ctx.clone(),
