@@ -292,6 +292,10 @@ impl Outbox {
         let expires_at = ttl.map_or(Timestamp::MAX, |ttl| now + ttl);
         self.next_expiry = self.next_expiry.min(expires_at);
         self.bytes += len;
+        if self.entries.capacity() == 0 {
+            // Most mailboxes of a fan-out hold one message: start with room for one rather than the default four.
+            self.entries.reserve_exact(1);
+        }
         self.entries.push_back(Entry {
             payload: message.payload,
             seq,
@@ -315,6 +319,7 @@ impl Outbox {
             && self.entries[i].attempts > 0
         {
             self.deliver(i, now);
+            self.prune_ack_timers();
         }
     }
 
@@ -328,6 +333,7 @@ impl Outbox {
         {
             self.deliver(0, now);
         }
+        self.prune_ack_timers();
     }
 
     /// The receiver refused attempt `attempt` of message `seq`. [`Nack::Retry`] counts as a failed attempt (backoff,
@@ -619,6 +625,22 @@ impl Outbox {
         }
     }
 
+    /// Drops ack timers at the front whose attempt has ended (acknowledged), so that they neither pile up between
+    /// timeouts nor wake the driver early. Timers behind a live one stay until it goes: at most one ack timeout's
+    /// worth of transmissions.
+    fn prune_ack_timers(&mut self) {
+        while let Some(timer) = self.ack_deadlines.front() {
+            let live = self.index_of(timer.seq).is_some_and(|i| {
+                let entry = &self.entries[i];
+                entry.state == State::InFlight && entry.attempts == timer.attempt
+            });
+            if live {
+                break;
+            }
+            self.ack_deadlines.pop_front();
+        }
+    }
+
     /// The index of the lowest-numbered ready entry that the ordering allows to be sent now.
     fn next_ready(&mut self) -> Option<usize> {
         let start = self
@@ -749,5 +771,16 @@ impl Outbox {
         if let Some(oldest) = self.history.pop_front() {
             self.history_bytes -= oldest.payload.len();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+
+    /// The per-message budget of the design: 64 bytes, half of it the payload handle.
+    #[test]
+    fn a_pending_message_takes_64_bytes() {
+        assert_eq!(size_of::<Entry>(), 64);
     }
 }
