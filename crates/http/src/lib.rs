@@ -2,7 +2,8 @@
 //! [`Router`](axum::Router)) and clients (tokio-tungstenite over rustls).
 //!
 //! - Server: [`HubEndpoint`] serves `POST {path}/negotiate` and WebSockets on `{path}` as ASP.NET Core does, and
-//!   hands each connection's [`WebSocketTransport`] to a [`ConnectionHandler`] (the hub server).
+//!   hands each connection's [`WebSocketTransport`] to a [`ConnectionHandler`]: courier's
+//!   [`Hub`](courier::server::Hub) is one.
 //! - Client: [`HttpConnector`] negotiates with a Courier or ASP.NET Core server and opens the WebSocket, giving a
 //!   [`ClientTransport`] and a [`Session`] that can re-open the same connection (stateful reconnect).
 //!

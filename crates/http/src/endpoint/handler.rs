@@ -4,8 +4,8 @@ use std::future::Future;
 
 use crate::WebSocketTransport;
 
-/// Runs the connections an endpoint accepts: implemented by the hub server, or by anything else that speaks over
-/// a [`WebSocketTransport`].
+/// Runs the connections an endpoint accepts: implemented for courier's [`Hub`](courier::server::Hub), or by
+/// anything else that speaks over a [`WebSocketTransport`].
 ///
 /// The endpoint keeps the returned [`Connection`](Self::Connection) while its id may still be used: while the
 /// WebSocket is open and, for a stateful connection, while it waits to be re-attached.
@@ -13,21 +13,22 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     /// A running connection, as the endpoint keeps it.
     type Connection: Send + Sync + 'static;
 
-    /// Starts a connection on its first WebSocket.
+    /// Starts a connection on its first WebSocket; `None` when the handler refused it (it then drops or closes
+    /// the transport) and the endpoint forgets the id.
     fn connect(
         &self,
         transport: WebSocketTransport,
         connection: NewConnection,
-    ) -> impl Future<Output = Self::Connection> + Send;
+    ) -> impl Future<Output = Option<Self::Connection>> + Send;
 
     /// Hands a stateful connection whose WebSocket broke the client's new one (no negotiate and no handshake
-    /// come first; the hub resumes with Sequence and replays). Gives the transport back when the connection has
-    /// ended meanwhile; the endpoint then forgets the id and closes the WebSocket.
+    /// come first; the hub resumes with Sequence and replays). Returns false when the connection has ended
+    /// meanwhile; the endpoint then forgets the id.
     fn reattach(
         &self,
         connection: &Self::Connection,
         transport: WebSocketTransport,
-    ) -> impl Future<Output = Result<(), WebSocketTransport>> + Send;
+    ) -> impl Future<Output = bool> + Send;
 }
 
 /// What the endpoint knows of a new connection.

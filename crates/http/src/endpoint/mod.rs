@@ -1,6 +1,7 @@
 //! The server side: negotiate and the WebSocket transport for a hub, as an axum [`Router`].
 
 mod handler;
+mod hub;
 mod negotiate;
 mod options;
 mod registry;
@@ -46,15 +47,21 @@ type Authorize =
 /// [`cors`]: HubEndpoint::cors
 ///
 /// ```no_run
-/// # async fn run(handler: impl courier_http::ConnectionHandler) -> std::io::Result<()> {
+/// # async fn run() -> std::io::Result<()> {
+/// use std::net::SocketAddr;
+///
+/// use courier::server::{Context, Hub, HubError};
 /// use courier_http::{EndpointOptions, HubEndpoint};
 ///
-/// let app = HubEndpoint::new(handler)
+/// let hub = Hub::builder()
+///     .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move { Ok::<_, HubError>(a + b) })
+///     .build();
+/// let app = HubEndpoint::new(hub)
 ///     .options(EndpointOptions::new().allow_stateful_reconnects(true))
 ///     .authorize(|info| async move { info.access_token.as_deref() == Some("secret") })
 ///     .router("/hub");
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
-/// axum::serve(listener, app).await
+/// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
 /// # }
 /// ```
 pub struct HubEndpoint<H: ConnectionHandler> {
@@ -149,11 +156,21 @@ impl<H: ConnectionHandler> HubEndpoint<H> {
 }
 
 impl<H: ConnectionHandler> Shared<H> {
-    /// What the request says of its client, for the auth hook and the transport.
-    fn transport_info(parts: &Parts, query_token: Option<String>) -> TransportInfo {
+    /// What the request says of its client, for the auth hook and the transport: peer address, access token
+    /// (`Authorization: Bearer`, else the `access_token` query), headers and query.
+    fn transport_info(parts: &Parts) -> TransportInfo {
         let mut info = TransportInfo::new();
         if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             info = info.with_remote_addr(*addr);
+        }
+        for (name, value) in &parts.headers {
+            if let Ok(value) = value.to_str() {
+                info = info.with_header(name.as_str(), value);
+            }
+        }
+        let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes());
+        for (name, value) in query {
+            info = info.with_query(name, value);
         }
         let bearer = parts
             .headers
@@ -162,7 +179,13 @@ impl<H: ConnectionHandler> Shared<H> {
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
             .map(|(_, token)| token.trim().to_owned());
-        if let Some(token) = bearer.or(query_token) {
+        let token = bearer.or_else(|| {
+            info.query
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("access_token"))
+                .map(|(_, v)| v.clone())
+        });
+        if let Some(token) = token {
             info = info.with_access_token(token);
         }
         info

@@ -24,10 +24,7 @@ pub(super) async fn negotiate<H: ConnectionHandler>(
     if parts.method != Method::POST {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    let info = Shared::<H>::transport_info(
-        &parts,
-        super::websocket::query_value(&parts, "access_token"),
-    );
+    let info = Shared::<H>::transport_info(&parts);
     if !shared.authorized(&info).await {
         return StatusCode::UNAUTHORIZED.into_response();
     }

@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use courier::TransportInfo;
-use futures::SinkExt;
 
 use super::registry::{Claim, Refusal};
 use super::{ConnectionHandler, NewConnection, Shared};
@@ -33,7 +32,7 @@ pub(super) async fn connection<H: ConnectionHandler>(
     request: Request,
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
-    let info = Shared::<H>::transport_info(&parts, query_value(&parts, "access_token"));
+    let info = Shared::<H>::transport_info(&parts);
     if !shared.authorized(&info).await {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -136,17 +135,14 @@ fn websocket<H: ConnectionHandler>(
                         connection_id,
                         stateful_reconnect: stateful,
                     };
-                    let connection = Arc::new(shared.handler.connect(transport, new).await);
-                    shared.registry.started(&token, connection);
+                    match shared.handler.connect(transport, new).await {
+                        Some(connection) => shared.registry.started(&token, Arc::new(connection)),
+                        None => return shared.registry.remove(&token),
+                    }
                 }
                 Claim::Reattach(connection) => {
-                    if let Err(mut transport) =
-                        shared.handler.reattach(&connection, transport).await
-                    {
-                        shared.registry.remove(&token);
-                        // The connection is gone; the client learns it from the close.
-                        let _ = transport.close().await;
-                        return;
+                    if !shared.handler.reattach(&connection, transport).await {
+                        return shared.registry.remove(&token);
                     }
                 }
             }

@@ -75,18 +75,14 @@ impl ConnectionHandler for Echo {
         &self,
         transport: WebSocketTransport,
         connection: NewConnection,
-    ) -> EchoConnection {
+    ) -> Option<EchoConnection> {
         let (reattach, replacements) = mpsc::unbounded_channel();
         tokio::spawn(echo(transport, connection, replacements));
-        EchoConnection { reattach }
+        Some(EchoConnection { reattach })
     }
 
-    async fn reattach(
-        &self,
-        connection: &EchoConnection,
-        transport: WebSocketTransport,
-    ) -> Result<(), WebSocketTransport> {
-        connection.reattach.send(transport).map_err(|error| error.0)
+    async fn reattach(&self, connection: &EchoConnection, transport: WebSocketTransport) -> bool {
+        connection.reattach.send(transport).is_ok()
     }
 }
 
