@@ -20,7 +20,12 @@ use crate::{
 
 /// Decodes one record. `Ok(None)` for an unknown message type, which the official codecs skip.
 pub(crate) fn decode(record: &Bytes) -> Result<Option<HubMessage>, ProtocolError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(record);
+    // Validating the whole record once (fast for the mostly-ASCII JSON text) lets serde_json skip
+    // its per-string check and lets strings be cut out of `text` without checking them again.
+    let text = ByteString::try_from(record.clone())
+        .map_err(|e| ProtocolError::invalid(format!("The message is not valid UTF-8: {e}")))?;
+    let record = &text;
+    let mut deserializer = serde_json::Deserializer::from_str(record);
     let fields = deserializer
         .deserialize_map(FieldsVisitor { record })
         .and_then(|fields| deserializer.end().map(|()| fields))
@@ -119,7 +124,7 @@ fn required_id(id: Option<ByteString>, kind: &str) -> Result<ByteString, Protoco
 
 /// Reads the top-level object into [`Fields`].
 struct FieldsVisitor<'r> {
-    record: &'r Bytes,
+    record: &'r ByteString,
 }
 
 impl<'de> Visitor<'de> for FieldsVisitor<'_> {
@@ -230,7 +235,7 @@ impl Visitor<'_> for KeyVisitor {
 /// a new allocation. `null` is rejected, as by .NET.
 #[derive(Clone, Copy)]
 struct StrSeed<'r> {
-    record: &'r Bytes,
+    record: &'r ByteString,
     field: Field<'r>,
 }
 
@@ -269,8 +274,8 @@ impl<'de> Visitor<'de> for StrSeed<'_> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<ByteString, E> {
-        // `value` borrows from the record, which `from_slice` reads; share those bytes.
-        ByteString::try_from(self.record.slice_ref(value.as_bytes())).map_err(E::custom)
+        // `value` borrows from the record, which `from_str` reads: share those bytes.
+        Ok(self.record.slice_ref(value))
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<ByteString, E> {
@@ -334,7 +339,7 @@ impl Visitor<'_> for BoolSeed {
 
 /// Any JSON value, kept as a slice of the record.
 struct PayloadSeed<'r> {
-    record: &'r Bytes,
+    record: &'r ByteString,
 }
 
 impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
@@ -346,13 +351,16 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
     }
 }
 
-fn raw_payload(record: &Bytes, raw: &RawValue) -> Payload {
-    Payload::new_unchecked(Protocol::Json, record.slice_ref(raw.get().as_bytes()))
+fn raw_payload(record: &ByteString, raw: &RawValue) -> Payload {
+    Payload::new_unchecked(
+        Protocol::Json,
+        record.as_bytes().slice_ref(raw.get().as_bytes()),
+    )
 }
 
 /// The `arguments` array, each element kept as a slice of the record.
 struct ArgumentsSeed<'r> {
-    record: &'r Bytes,
+    record: &'r ByteString,
 }
 
 impl<'de> DeserializeSeed<'de> for ArgumentsSeed<'_> {
@@ -384,7 +392,7 @@ impl<'de> Visitor<'de> for ArgumentsSeed<'_> {
 
 /// The `streamIds` array of non-null strings.
 struct StreamIdsSeed<'r> {
-    record: &'r Bytes,
+    record: &'r ByteString,
 }
 
 impl<'de> DeserializeSeed<'de> for StreamIdsSeed<'_> {
@@ -420,7 +428,7 @@ impl<'de> Visitor<'de> for StreamIdsSeed<'_> {
 
 /// The `headers` object of string values.
 struct HeadersSeed<'r> {
-    record: &'r Bytes,
+    record: &'r ByteString,
 }
 
 impl<'de> DeserializeSeed<'de> for HeadersSeed<'_> {
