@@ -1,5 +1,6 @@
 //! The server side adaptor: an axum [`WebSocket`] as a courier [`Transport`].
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -34,6 +35,8 @@ pub struct WebSocketTransport {
     ending: Option<Ending>,
     close_sent: bool,
     on_drop: Option<oneshot::Sender<Ending>>,
+    /// Fires when a newer WebSocket took the connection over (stateful reconnect).
+    superseded: Option<oneshot::Receiver<()>>,
 }
 
 impl std::fmt::Debug for WebSocketTransport {
@@ -46,8 +49,13 @@ impl std::fmt::Debug for WebSocketTransport {
 }
 
 impl WebSocketTransport {
-    /// Wraps an upgraded socket; the receiver learns how the transport ended once it is dropped.
-    pub(crate) fn new(socket: WebSocket, info: TransportInfo) -> (Self, oneshot::Receiver<Ending>) {
+    /// Wraps an upgraded socket; the receiver learns how the transport ended once it is dropped. When
+    /// `superseded` fires, the transport fails as if its connection had dropped.
+    pub(crate) fn new(
+        socket: WebSocket,
+        info: TransportInfo,
+        superseded: Option<oneshot::Receiver<()>>,
+    ) -> (Self, oneshot::Receiver<Ending>) {
         let (on_drop, ended) = oneshot::channel();
         let transport = Self {
             socket,
@@ -55,8 +63,34 @@ impl WebSocketTransport {
             ending: None,
             close_sent: false,
             on_drop: Some(on_drop),
+            superseded,
         };
         (transport, ended)
+    }
+
+    /// Whether a newer WebSocket took the connection over; the transport is then broken.
+    fn poll_superseded(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(superseded) = &mut self.superseded else {
+            return false;
+        };
+        match Pin::new(superseded).poll(cx) {
+            Poll::Ready(Ok(())) => {
+                self.superseded = None;
+                self.ending.get_or_insert(Ending::Broken);
+                true
+            }
+            // The registry forgot the token: nothing can take this WebSocket over any more.
+            Poll::Ready(Err(_)) => {
+                self.superseded = None;
+                false
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    /// The error for a send on a transport that broke.
+    fn broken(&self) -> Option<TransportError> {
+        (self.ending == Some(Ending::Broken)).then_some(TransportError::Reset)
     }
 
     /// Records a failure and turns it into what the caller reports.
@@ -99,6 +133,9 @@ impl Stream for WebSocketTransport {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.poll_superseded(cx) {
+            return Poll::Ready(Some(Err(TransportError::Reset)));
+        }
         loop {
             if this.ending.is_some() {
                 return Poll::Ready(None);
@@ -148,6 +185,9 @@ impl Sink<Frame> for WebSocketTransport {
             })?),
             Frame::Binary(bytes) => Message::Binary(bytes),
         };
+        if let Some(error) = self.broken() {
+            return Err(error);
+        }
         let result = Pin::new(&mut self.socket).start_send(message);
         result.map_err(|error| self.fail(error).unwrap_or(TransportError::Reset))
     }
@@ -165,6 +205,10 @@ impl Sink<Frame> for WebSocketTransport {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), TransportError>> {
         let this = &mut *self;
+        if this.broken().is_some() {
+            // Superseded or dropped: there is no peer to say goodbye to.
+            return Poll::Ready(Ok(()));
+        }
         if !this.close_sent {
             if let Err(error) = ready!(Pin::new(&mut this.socket).poll_ready(cx)) {
                 return Poll::Ready(this.fail(error).map_or(Ok(()), Err));

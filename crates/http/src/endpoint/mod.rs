@@ -35,11 +35,15 @@ type Authorize =
 ///   and grants stateful reconnect when the client asks and [`EndpointOptions::allow_stateful_reconnects`] is on.
 ///   Errors are HTTP 200 with `{"error":"..."}`; a method other than POST gets 405.
 /// - `GET {path}?id={token}` with a WebSocket upgrade starts the negotiated connection, or hands a stateful
-///   connection whose WebSocket broke its new one. An unknown or expired id gets 404 `No Connection with that ID`,
-///   a second WebSocket while one is active 409. Without `id` the connection is made on the spot
-///   (skipNegotiation; never stateful).
+///   connection its new WebSocket. A dropped WebSocket (no close handshake) leaves a stateful connection waiting
+///   [`disconnect_timeout`](EndpointOptions::disconnect_timeout) for a new one; a new one arriving while the old
+///   still looks open takes over (the old transport fails as if dropped), as in ASP.NET Core, since the client
+///   often notices a dead network first. An unknown or expired id gets 404 `No Connection with that ID`; a second
+///   WebSocket for a connection without stateful reconnect 409. Without `id` the connection is made on the spot
+///   (skipNegotiation; never stateful). Other requests on `{path}` get the dispatcher's codes for the transports
+///   not served here (400 `Connection ID required`, 404, 405 for POST, 400 for DELETE).
 /// - The access token (`Authorization: Bearer`, else the `access_token` query) goes to the [`authorize`] hook,
-///   which may refuse the request with 401. The token and the peer address (when served with
+///   which may refuse the request with 401. The token, headers, query and peer address (when served with
 ///   `into_make_service_with_connect_info::<SocketAddr>()`) are also in the transport's [`TransportInfo`].
 /// - CORS is off unless a [`cors`] layer is given.
 ///

@@ -4,10 +4,17 @@
 //! and `Detached` while a stateful connection whose WebSocket broke waits for a new one. Pending and detached
 //! entries are reaped after the disconnect timeout; every state change bumps the entry's generation so that a
 //! reaper armed for an older state leaves a newer one alone.
+//!
+//! Each WebSocket that claims a token holds a lease (the generation it claimed at): what it reports when it ends
+//! counts only while no newer WebSocket took the connection over. A stateful connection's new WebSocket takes
+//! over from an active one, as ASP.NET Core lets it (the client may notice a dead network before the server
+//! does): the old transport is told to fail as if its connection had dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use crate::server_transport::Ending;
 
@@ -27,12 +34,26 @@ struct Entry<C> {
 enum State<C> {
     Pending,
     /// A WebSocket carries the connection; the handle is `None` until the handler has started it.
-    Active(Option<Arc<C>>),
+    Active {
+        connection: Option<Arc<C>>,
+        /// Fails the WebSocket's transport when another one takes over.
+        supersede: oneshot::Sender<()>,
+    },
     Detached(Arc<C>),
 }
 
 /// What a WebSocket request for a token may do.
-pub(crate) enum Claim<C> {
+pub(crate) struct Claim<C> {
+    /// Start the connection, or hand it the new WebSocket.
+    pub(crate) action: Action<C>,
+    /// The generation claimed, for [`Registry::started`] and [`Registry::released`].
+    pub(crate) lease: u64,
+    /// Fires when a newer WebSocket takes the connection over.
+    pub(crate) superseded: oneshot::Receiver<()>,
+}
+
+/// What the new WebSocket is for.
+pub(crate) enum Action<C> {
     /// Start the negotiated connection.
     Start {
         connection_id: String,
@@ -47,7 +68,7 @@ pub(crate) enum Claim<C> {
 pub(crate) enum Refusal {
     /// No such token, or it expired.
     Unknown,
-    /// A WebSocket is already active for it.
+    /// A WebSocket is already active for a connection without stateful reconnect (or one still starting).
     Conflict,
 }
 
@@ -90,42 +111,74 @@ impl<C: Send + Sync + 'static> Registry<C> {
     pub(crate) fn claim(&self, token: &str) -> Result<Claim<C>, Refusal> {
         let mut entries = self.entries();
         let entry = entries.get_mut(token).ok_or(Refusal::Unknown)?;
-        let claim = match &entry.state {
-            State::Active(_) => return Err(Refusal::Conflict),
-            State::Pending => Claim::Start {
+        let action = match &entry.state {
+            State::Pending => Action::Start {
                 connection_id: entry.connection_id.clone(),
                 stateful: entry.stateful,
             },
-            State::Detached(connection) => Claim::Reattach(Arc::clone(connection)),
+            State::Detached(connection) => Action::Reattach(Arc::clone(connection)),
+            State::Active {
+                connection: Some(connection),
+                ..
+            } if entry.stateful => Action::Reattach(Arc::clone(connection)),
+            State::Active { .. } => return Err(Refusal::Conflict),
         };
+        let (supersede, superseded) = oneshot::channel();
+        let connection = match &action {
+            Action::Start { .. } => None,
+            Action::Reattach(connection) => Some(Arc::clone(connection)),
+        };
+        let previous = std::mem::replace(
+            &mut entry.state,
+            State::Active {
+                connection,
+                supersede,
+            },
+        );
+        if let State::Active { supersede, .. } = previous {
+            // The old WebSocket may have ended already; then there is nobody to tell.
+            let _ = supersede.send(());
+        }
         entry.generation += 1;
-        entry.state = State::Active(match &claim {
-            Claim::Start { .. } => None,
-            Claim::Reattach(connection) => Some(Arc::clone(connection)),
-        });
-        Ok(claim)
+        Ok(Claim {
+            action,
+            lease: entry.generation,
+            superseded,
+        })
     }
 
-    /// Stores the handle of a connection the handler has started.
-    pub(crate) fn started(&self, token: &str, connection: Arc<C>) {
-        if let Some(Entry {
-            state: State::Active(slot @ None),
-            ..
-        }) = self.entries().get_mut(token)
+    /// Stores the handle of a connection the handler has started on the WebSocket holding `lease`.
+    pub(crate) fn started(&self, token: &str, lease: u64, started: Arc<C>) {
+        if let Some(entry) = self.entries().get_mut(token)
+            && entry.generation == lease
+            && let State::Active {
+                connection: slot @ None,
+                ..
+            } = &mut entry.state
         {
-            *slot = Some(connection);
+            *slot = Some(started);
         }
     }
 
-    /// The WebSocket of a claimed token is gone: a broken stateful connection waits to be re-attached, any other
-    /// connection is forgotten.
-    pub(crate) fn released(self: &Arc<Self>, token: &str, ending: Ending) {
+    /// The WebSocket holding `lease` is gone: a broken stateful connection waits to be re-attached, any other
+    /// connection is forgotten. Nothing changes when a newer WebSocket holds the token.
+    pub(crate) fn released(self: &Arc<Self>, token: &str, lease: u64, ending: Ending) {
         let mut entries = self.entries();
-        let Some(entry) = entries.get_mut(token) else {
+        let Some(entry) = entries
+            .get_mut(token)
+            .filter(|entry| entry.generation == lease)
+        else {
             return;
         };
         match (&entry.state, ending, entry.stateful) {
-            (State::Active(Some(connection)), Ending::Broken, true) => {
+            (
+                State::Active {
+                    connection: Some(connection),
+                    ..
+                },
+                Ending::Broken,
+                true,
+            ) => {
                 entry.state = State::Detached(Arc::clone(connection));
                 entry.generation += 1;
                 let generation = entry.generation;
@@ -138,9 +191,15 @@ impl<C: Send + Sync + 'static> Registry<C> {
         }
     }
 
-    /// Forgets a token at once.
-    pub(crate) fn remove(&self, token: &str) {
-        self.entries().remove(token);
+    /// Forgets a token unless a newer WebSocket holds it.
+    pub(crate) fn remove(&self, token: &str, lease: u64) {
+        let mut entries = self.entries();
+        if entries
+            .get(token)
+            .is_some_and(|entry| entry.generation == lease)
+        {
+            entries.remove(token);
+        }
     }
 
     /// Removes the entry after the disconnect timeout unless it changed state meanwhile.
@@ -167,6 +226,14 @@ mod tests {
         Registry::new(Duration::from_secs(15))
     }
 
+    /// Claims and starts the token's connection; returns the lease and the superseded signal.
+    fn start(registry: &Arc<Registry<&'static str>>, token: &str) -> (u64, oneshot::Receiver<()>) {
+        let claim = registry.claim(token).unwrap();
+        assert!(matches!(claim.action, Action::Start { .. }));
+        registry.started(token, claim.lease, Arc::new("hub connection"));
+        (claim.lease, claim.superseded)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_pending_connection_is_reaped_after_the_disconnect_timeout() {
         let registry = registry();
@@ -181,24 +248,39 @@ mod tests {
     async fn an_active_connection_is_not_reaped_and_refuses_a_second_websocket() {
         let registry = registry();
         registry.negotiated("t".into(), "c".into(), false);
-        assert!(matches!(registry.claim("t"), Ok(Claim::Start { .. })));
+        start(&registry, "t");
         tokio::time::sleep(Duration::from_secs(20)).await;
-        assert!(matches!(registry.claim("t"), Err(Refusal::Conflict)));
-        assert!(matches!(registry.claim("u"), Err(Refusal::Unknown)));
+        assert_eq!(registry.claim("t").err(), Some(Refusal::Conflict));
+        assert_eq!(registry.claim("u").err(), Some(Refusal::Unknown));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_broken_stateful_connection_waits_then_expires() {
         let registry = registry();
         registry.negotiated("t".into(), "c".into(), true);
-        assert!(registry.claim("t").is_ok());
-        registry.started("t", Arc::new("hub connection"));
-        registry.released("t", Ending::Broken);
+        let (lease, _) = start(&registry, "t");
+        registry.released("t", lease, Ending::Broken);
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert!(matches!(registry.claim("t"), Ok(Claim::Reattach(c)) if *c == "hub connection"));
-        registry.released("t", Ending::Broken);
+        let claim = registry.claim("t").unwrap();
+        assert!(matches!(claim.action, Action::Reattach(c) if *c == "hub connection"));
+        registry.released("t", claim.lease, Ending::Broken);
         tokio::time::sleep(Duration::from_secs(16)).await;
-        assert!(matches!(registry.claim("t"), Err(Refusal::Unknown)));
+        assert_eq!(registry.claim("t").err(), Some(Refusal::Unknown));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_websocket_takes_a_stateful_connection_over() {
+        let registry = registry();
+        registry.negotiated("t".into(), "c".into(), true);
+        let (old_lease, mut old_superseded) = start(&registry, "t");
+        let claim = registry.claim("t").unwrap();
+        assert!(matches!(claim.action, Action::Reattach(_)));
+        assert_eq!(old_superseded.try_recv(), Ok(()));
+        // The old WebSocket's end no longer counts.
+        registry.released("t", old_lease, Ending::Broken);
+        registry.remove("t", old_lease);
+        assert!(registry.contains("t"));
+        assert_eq!(registry.claim("t").err(), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,12 +288,10 @@ mod tests {
         let registry = registry();
         registry.negotiated("s".into(), "c".into(), true);
         registry.negotiated("n".into(), "d".into(), false);
-        for token in ["s", "n"] {
-            assert!(registry.claim(token).is_ok());
-            registry.started(token, Arc::new("hub connection"));
-        }
-        registry.released("s", Ending::Closed);
-        registry.released("n", Ending::Broken);
+        let (stateful, _) = start(&registry, "s");
+        let (stateless, _) = start(&registry, "n");
+        registry.released("s", stateful, Ending::Closed);
+        registry.released("n", stateless, Ending::Broken);
         assert!(!registry.contains("s"));
         assert!(!registry.contains("n"));
     }

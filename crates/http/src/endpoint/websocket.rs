@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use courier::TransportInfo;
 
-use super::registry::{Claim, Refusal};
+use super::registry::{Action, Claim, Refusal};
 use super::{ConnectionHandler, NewConnection, Shared};
 use crate::ids::new_id;
 use crate::server_transport::{Ending, WebSocketTransport};
@@ -106,7 +106,7 @@ fn websocket<H: ConnectionHandler>(
         };
         let shared = Arc::clone(shared);
         return upgrade.on_upgrade(move |socket| async move {
-            let (transport, ended) = WebSocketTransport::new(socket, info);
+            let (transport, ended) = WebSocketTransport::new(socket, info, None);
             let new = NewConnection {
                 connection_id,
                 stateful_reconnect: false,
@@ -116,18 +116,27 @@ fn websocket<H: ConnectionHandler>(
             let _ = ended.await;
         });
     };
-    let claim = match shared.registry.claim(&token) {
+    let Claim {
+        action,
+        lease,
+        superseded,
+    } = match shared.registry.claim(&token) {
         Ok(claim) => claim,
         Err(Refusal::Unknown) => return (StatusCode::NOT_FOUND, NO_CONNECTION).into_response(),
         Err(Refusal::Conflict) => return StatusCode::CONFLICT.into_response(),
     };
-    let (on_fail, shared) = ((Arc::clone(shared), token.clone()), Arc::clone(shared));
+    let (failed, failed_token) = (Arc::clone(shared), token.clone());
+    let shared = Arc::clone(shared);
     upgrade
-        .on_failed_upgrade(move |_| on_fail.0.registry.released(&on_fail.1, Ending::Broken))
+        .on_failed_upgrade(move |_| {
+            failed
+                .registry
+                .released(&failed_token, lease, Ending::Broken);
+        })
         .on_upgrade(move |socket| async move {
-            let (transport, ended) = WebSocketTransport::new(socket, info);
-            match claim {
-                Claim::Start {
+            let (transport, ended) = WebSocketTransport::new(socket, info, Some(superseded));
+            match action {
+                Action::Start {
                     connection_id,
                     stateful,
                 } => {
@@ -136,17 +145,19 @@ fn websocket<H: ConnectionHandler>(
                         stateful_reconnect: stateful,
                     };
                     match shared.handler.connect(transport, new).await {
-                        Some(connection) => shared.registry.started(&token, Arc::new(connection)),
-                        None => return shared.registry.remove(&token),
+                        Some(connection) => {
+                            shared.registry.started(&token, lease, Arc::new(connection));
+                        }
+                        None => return shared.registry.remove(&token, lease),
                     }
                 }
-                Claim::Reattach(connection) => {
+                Action::Reattach(connection) => {
                     if !shared.handler.reattach(&connection, transport).await {
-                        return shared.registry.remove(&token);
+                        return shared.registry.remove(&token, lease);
                     }
                 }
             }
             let ending = ended.await.unwrap_or(Ending::Dropped);
-            shared.registry.released(&token, ending);
+            shared.registry.released(&token, lease, ending);
         })
 }
