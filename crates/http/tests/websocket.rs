@@ -90,7 +90,7 @@ async fn the_access_token_reaches_the_hook_and_the_transport() {
         status(connector(addr).access_token("bad").connect().await),
         StatusCode::UNAUTHORIZED
     );
-    let (mut transport, _) = connector(addr)
+    let (mut transport, mut session) = connector(addr)
         .access_token("good")
         .connect()
         .await
@@ -99,6 +99,9 @@ async fn the_access_token_reaches_the_hook_and_the_transport() {
         round_trip(&mut transport, text("token")).await,
         text("good")
     );
+    // Re-opening sends the session's current token.
+    session.set_access_token("expired");
+    assert_eq!(status(session.reopen().await), StatusCode::UNAUTHORIZED);
 
     // A WebSocket carrying the token in the query, as browsers send it, is admitted too; without it, refused.
     let negotiate = |addr| async move {
@@ -197,6 +200,7 @@ async fn other_requests_get_the_dispatcher_status_codes() {
             "POST requests are not allowed for WebSocket connections.",
         ),
         ("POST", "/hub", 400, "Connection ID required"),
+        ("POST", "/hub?id=", 400, "Connection ID required"),
         ("POST", "/hub?id=nope", 404, "No Connection with that ID"),
         ("GET", "/hub", 400, "Connection ID required"),
         ("GET", "/hub?id=nope", 404, "No Connection with that ID"),

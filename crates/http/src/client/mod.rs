@@ -300,6 +300,11 @@ impl Session {
         self.stateful_reconnect
     }
 
+    /// Replaces the access token sent by [`reopen`](Self::reopen) (a fresh one from a token factory, say).
+    pub fn set_access_token(&mut self, token: impl Into<String>) {
+        self.access_token = Some(token.into());
+    }
+
     /// The WebSocket URL, `ws(s)://...?id={connectionToken}`.
     pub fn websocket_url(&self) -> &Url {
         &self.websocket_url

@@ -36,7 +36,8 @@ pub(super) async fn connection<H: ConnectionHandler>(
     if !shared.authorized(&info).await {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let id = query_value(&parts, "id");
+    // An empty id counts as none, as in ASP.NET Core.
+    let id = query_value(&parts, "id").filter(|id| !id.is_empty());
     match parts.method {
         Method::GET => match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => websocket(&shared, upgrade, id, info),
