@@ -34,12 +34,7 @@ async fn send(transport: &mut ClientTransport, message: &Value) {
 async fn read_until(transport: &mut ClientTransport, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut messages = Vec::new();
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), transport.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let Frame::Text(text) = frame else {
+        let Frame::Text(text) = next_frame(transport).await else {
             panic!("JSON arrives in text frames")
         };
         for record in std::str::from_utf8(&text)
@@ -122,4 +117,40 @@ async fn a_hub_connection_survives_a_killed_websocket_with_stateful_reconnect() 
         invoke(&mut transport, "3", "Add", json!([2, 3])).await,
         json!(5)
     );
+}
+
+#[tokio::test]
+async fn messagepack_travels_in_binary_frames() {
+    let addr = serve(HubEndpoint::new(hub()).router("/hub")).await;
+    let (mut transport, _) = HttpConnector::new(&format!("http://{addr}/hub"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // The handshake request is JSON text even for MessagePack; the answer comes in a binary frame.
+    send(
+        &mut transport,
+        &json!({"protocol": "messagepack", "version": 1}),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut transport).await,
+        Frame::Binary(Bytes::from_static(b"{}\x1e"))
+    );
+    // Invocation [1, {}, "1", "Add", [1, 2], []] with its length prefix.
+    let invocation = b"\x0d\x96\x01\x80\xa11\xa3Add\x92\x01\x02\x90";
+    transport
+        .send(Frame::Binary(Bytes::from_static(invocation)))
+        .await
+        .unwrap();
+    // Completion [3, {}, "1", 3 (non-void result), 3].
+    assert_eq!(
+        next_frame(&mut transport).await,
+        Frame::Binary(Bytes::from_static(b"\x07\x95\x03\x80\xa11\x03\x03"))
+    );
+}
+
+async fn next_frame(transport: &mut ClientTransport) -> Frame {
+    let frame = tokio::time::timeout(Duration::from_secs(5), transport.next()).await;
+    frame.unwrap().unwrap().unwrap()
 }
