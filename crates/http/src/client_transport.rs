@@ -23,6 +23,9 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// code: 1011 (...).`) or when the connection drops ([`TransportError::Reset`]). Closing the sink sends a close
 /// frame with code 1000. A received message larger than the connector's
 /// [`max_message_size`](crate::HttpConnector::max_message_size) fails the stream.
+///
+/// Sends are buffered by the WebSocket library up to 128 KiB (plus the frame being written); while the buffer is
+/// full, `poll_ready` waits for the socket to drain it, so a slow peer slows the sender instead of growing memory.
 pub struct ClientTransport {
     socket: Socket,
     info: TransportInfo,

@@ -29,6 +29,9 @@ pub(crate) enum Ending {
 /// on a clean close (codes 1000, 1001 or none) and fails on any other close code or when the connection drops
 /// ([`TransportError::Reset`]). Closing the sink sends a close frame with code 1000. A received message larger
 /// than the endpoint's [`max_message_size`](crate::EndpointOptions::max_message_size) fails the stream.
+///
+/// Sends are buffered by the WebSocket library up to 128 KiB (plus the frame being written); while the buffer is
+/// full, `poll_ready` waits for the socket to drain it, so a slow peer slows the sender instead of growing memory.
 pub struct WebSocketTransport {
     socket: WebSocket,
     info: TransportInfo,

@@ -462,3 +462,37 @@ async fn transport_errors_are_transport_errors() {
         "{next:?}"
     );
 }
+
+#[tokio::test]
+async fn a_close_with_an_error_code_is_an_error_with_the_javascript_text() {
+    use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+    let app = axum::Router::new().route(
+        "/fault",
+        axum::routing::get(|ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut socket| async move {
+                let close = CloseFrame {
+                    code: 1011,
+                    reason: "send loop faulted".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+            })
+        }),
+    );
+    let addr = serve(app).await;
+    let (mut transport, _) = HttpConnector::new(&format!("http://{addr}/fault"))
+        .unwrap()
+        .skip_negotiation(true)
+        .connect()
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), transport.next())
+        .await
+        .unwrap();
+    let Some(Err(error)) = next else {
+        panic!("expected an error, got {next:?}")
+    };
+    assert_eq!(
+        error.to_string(),
+        "transport protocol error: WebSocket closed with status code: 1011 (send loop faulted)."
+    );
+}
