@@ -253,3 +253,16 @@ fn options_default_to_aspnet_core_values() {
     assert_eq!(options.send_timeout, Duration::from_secs(10));
     assert_eq!(options.disconnect_timeout, Duration::from_secs(15));
 }
+
+#[tokio::test(start_paused = true)]
+async fn replies_ready_before_a_fatal_error_are_sent_before_the_close() {
+    let hub = hub(HubOptions::default());
+    let (mut peer, _handle) = Peer::connect(&hub, Protocol::Json).await;
+    let mut frame =
+        b"{\"type\":1,\"invocationId\":\"1\",\"target\":\"Missing\",\"arguments\":[]}\x1e".to_vec();
+    frame.extend_from_slice(b"not json\x1e");
+    peer.send_frame(Frame::Text(frame.into())).await;
+    let refused = common::expect_completion(peer.recv().await);
+    assert_eq!(refused.invocation_id, "1");
+    assert_eq!(peer.expect_end().await, Some(closed_with_error()));
+}

@@ -4,6 +4,8 @@ use bytes::{Bytes, BytesMut};
 use courier_protocol::handshake::{HandshakeRequest, HandshakeResponse};
 use courier_protocol::{Protocol, ProtocolError};
 use futures::{SinkExt, StreamExt};
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::server::HubOptions;
@@ -31,7 +33,13 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
                 let protocol = match check(&request, transport.info().supports_binary) {
                     Ok(protocol) => protocol,
                     Err(error) => {
-                        respond(transport, Frame::Text, HandshakeResponse::error(error)).await;
+                        respond(
+                            transport,
+                            options.send_timeout,
+                            Frame::Text,
+                            HandshakeResponse::error(error),
+                        )
+                        .await;
                         return None;
                     }
                 };
@@ -39,7 +47,14 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
                     Protocol::Json => Frame::Text,
                     Protocol::MessagePack => Frame::Binary,
                 };
-                if !respond(transport, frame, HandshakeResponse::success()).await {
+                if !respond(
+                    transport,
+                    options.send_timeout,
+                    frame,
+                    HandshakeResponse::success(),
+                )
+                .await
+                {
                     return None;
                 }
                 let leftover = received.split_off(used).freeze();
@@ -51,7 +66,13 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
             }
             Ok(None) => {}
             Err(ProtocolError::MessageTooLarge { .. }) => {
-                respond(transport, Frame::Text, HandshakeResponse::error(CANCELED)).await;
+                respond(
+                    transport,
+                    options.send_timeout,
+                    Frame::Text,
+                    HandshakeResponse::error(CANCELED),
+                )
+                .await;
                 return None;
             }
             Err(error) => {
@@ -60,7 +81,13 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
                 } else {
                     UNEXPECTED.to_owned()
                 };
-                respond(transport, Frame::Text, HandshakeResponse::error(text)).await;
+                respond(
+                    transport,
+                    options.send_timeout,
+                    Frame::Text,
+                    HandshakeResponse::error(text),
+                )
+                .await;
                 return None;
             }
         }
@@ -69,7 +96,13 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
             // The client went away: nobody to answer.
             Ok(None | Some(Err(_))) => return None,
             Err(_) => {
-                respond(transport, Frame::Text, HandshakeResponse::error(CANCELED)).await;
+                respond(
+                    transport,
+                    options.send_timeout,
+                    Frame::Text,
+                    HandshakeResponse::error(CANCELED),
+                )
+                .await;
                 return None;
             }
         }
@@ -99,14 +132,17 @@ fn check(request: &HandshakeRequest, supports_binary: bool) -> Result<Protocol, 
     Ok(protocol)
 }
 
-/// Sends a handshake response; whether it was sent. A response is a single small frame, so it is not given a
-/// timeout of its own beyond the transport's.
+/// Sends a handshake response within the send timeout; whether it was sent.
 async fn respond(
     transport: &mut dyn Transport,
+    send_timeout: Duration,
     frame: fn(Bytes) -> Frame,
     response: HandshakeResponse,
 ) -> bool {
     let mut out = BytesMut::new();
     response.write(&mut out);
-    transport.send(frame(out.freeze())).await.is_ok()
+    matches!(
+        tokio::time::timeout(send_timeout, transport.send(frame(out.freeze()))).await,
+        Ok(Ok(()))
+    )
 }

@@ -128,7 +128,7 @@ pub(crate) async fn run(setup: Setup) {
         End::Close(Close {
             error: Some(error), ..
         }) => Some(error.to_string()),
-        End::Broken(error) => Some(error.clone()),
+        End::Broken(error) | End::Aborted(error) => Some(error.clone()),
         _ => None,
     };
     connection.finish(end).await;
@@ -145,8 +145,10 @@ enum End {
     Close(Close),
     /// The client closed the transport cleanly: close our side.
     ClientClosed,
-    /// The transport broke, or the connection was aborted: drop it (the text says why).
+    /// The transport broke (the text says how): a stateful connection waits for a new one, others end.
     Broken(String),
+    /// The connection is given up without a Close (aborted, a send timed out, no reattach in time).
+    Aborted(String),
 }
 
 fn shutdown_close() -> Close {
@@ -266,7 +268,6 @@ impl Connection {
                 return end;
             }
             if self.draining && self.running == 0 {
-                self.queue(&HubMessage::Close(shutdown_close()));
                 return End::Close(shutdown_close());
             }
             let event = self.next_event().await;
@@ -337,10 +338,8 @@ impl Connection {
     fn handle(&mut self, event: Event) -> Result<(), End> {
         match event {
             Event::Frame(None) => {
-                return Err(match self.reader.finish() {
-                    Ok(()) => End::ClientClosed,
-                    Err(error) => End::Broken(error.to_string()),
-                });
+                // A clean close ends the connection for good, even if it cut a message short.
+                return Err(End::ClientClosed);
             }
             Event::Frame(Some(Err(error))) => return Err(End::Broken(error.to_string())),
             Event::Frame(Some(Ok(frame))) => {
@@ -351,7 +350,7 @@ impl Connection {
             Event::Outbound(item) => self.on_outbound(item),
             Event::Unblocked => self.blocked = None,
             Event::Stop(Stop::Abort) => {
-                return Err(End::Broken("the connection was aborted".into()));
+                return Err(End::Aborted("the connection was aborted".into()));
             }
             Event::Stop(Stop::Shutdown) => self.begin_draining(),
             Event::Reattach(transport) => self.attach(transport),
@@ -613,6 +612,8 @@ impl Connection {
         match item {
             Internal::Completed { id, result } => {
                 self.running -= 1;
+                // Upload streams whose method has ended are no longer read: forget them.
+                self.uploads.retain(|_, stream| !stream.is_closed());
                 if let Some(id) = id {
                     self.complete(id, result);
                 }
@@ -671,7 +672,7 @@ impl Connection {
         let now = Instant::now();
         if let Some(until) = self.detached_until {
             return if now >= until {
-                Err(End::Broken("no transport was reattached in time".into()))
+                Err(End::Aborted("no transport was reattached in time".into()))
             } else {
                 Ok(())
             };
@@ -813,7 +814,7 @@ impl Connection {
                 Ok(())
             }
             Ok(Err(error)) => Err(End::Broken(error.to_string())),
-            Err(_) => Err(End::Broken("sending to the transport timed out".into())),
+            Err(_) => Err(End::Aborted("sending to the transport timed out".into())),
         }
     }
 
@@ -855,7 +856,7 @@ impl Connection {
         self.results.clear();
         if let Some(mut transport) = self.transport.take() {
             if let End::Close(close) = &end {
-                self.out.clear();
+                // Replies queued before the end still go out, in the same frame as the Close.
                 if self
                     .protocol
                     .encode(&HubMessage::Close(close.clone()), &mut self.out)
@@ -871,7 +872,7 @@ impl Connection {
                             .await;
                 }
             }
-            if !matches!(end, End::Broken(_)) {
+            if matches!(end, End::Close(_) | End::ClientClosed) {
                 let _ =
                     tokio::time::timeout(self.hub.options.send_timeout, transport.close()).await;
             }
