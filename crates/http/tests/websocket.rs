@@ -382,6 +382,7 @@ async fn the_client_follows_redirects_with_their_access_token() {
 async fn negotiate_failures_surface_as_errors() {
     let app = axum::Router::new()
         .route("/loop/negotiate", post(|| async { Json(json!({"url": "http://127.0.0.1:1/loop"})) }))
+        .route("/relative/negotiate", post(|| async { Json(json!({"url": "/hub"})) }))
         .route("/refused/negotiate", post(|| async { Json(json!({"error": "This connection is not allowed."})) }))
         .route("/nows/negotiate", post(|| async {
             Json(json!({"negotiateVersion": 1, "connectionId": "a", "connectionToken": "b",
@@ -396,6 +397,14 @@ async fn negotiate_failures_surface_as_errors() {
 
     let refused = connect("refused").connect().await.unwrap_err();
     assert_eq!(refused.to_string(), "This connection is not allowed.");
+    assert!(matches!(
+        connect("relative").connect().await,
+        Err(ConnectError::InvalidUrl(_))
+    ));
+    assert!(matches!(
+        HttpConnector::new("ftp://example.com/hub"),
+        Err(ConnectError::InvalidUrl(_))
+    ));
     assert!(matches!(
         connect("nows").connect().await,
         Err(ConnectError::WebSocketsUnavailable)

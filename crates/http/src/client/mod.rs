@@ -106,12 +106,7 @@ impl HttpConnector {
     /// A connector for the hub at `url`, with no access token or extra headers, negotiate on, stateful reconnect
     /// off, 1 MiB WebSocket messages, a 100 s timeout and the Mozilla root certificates.
     pub fn new(url: &str) -> Result<Self, ConnectError> {
-        let url = Url::parse(url).map_err(|e| ConnectError::InvalidUrl(format!("{url}: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") || url.host().is_none() {
-            return Err(ConnectError::InvalidUrl(format!(
-                "{url}: needs http, https, ws or wss and a host"
-            )));
-        }
+        let url = hub_url(url)?;
         Ok(Self {
             url,
             headers: HeaderMap::new(),
@@ -216,8 +211,7 @@ impl HttpConnector {
                 return Err(ConnectError::Negotiate(error));
             }
             if let Some(redirect) = response.url {
-                url = Url::parse(&redirect)
-                    .map_err(|e| ConnectError::InvalidUrl(format!("{redirect}: {e}")))?;
+                url = hub_url(&redirect)?;
                 if response.access_token.is_some() {
                     access_token = response.access_token;
                 }
@@ -259,6 +253,17 @@ impl HttpConnector {
             connector: self.clone(),
         })
     }
+}
+
+/// Parses a hub URL: `http`, `https`, `ws` or `wss`, with a host.
+fn hub_url(url: &str) -> Result<Url, ConnectError> {
+    let parsed = Url::parse(url).map_err(|e| ConnectError::InvalidUrl(format!("{url}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https" | "ws" | "wss") || parsed.host().is_none() {
+        return Err(ConnectError::InvalidUrl(format!(
+            "{url}: needs http, https, ws or wss and a host"
+        )));
+    }
+    Ok(parsed)
 }
 
 /// The WebSocket URL: `ws(s)` for `http(s)`, with `id={token}` appended to the query.
