@@ -99,3 +99,18 @@ pub enum ReattachError {
     #[error("the connection is gone")]
     ConnectionGone,
 }
+
+/// A failed send inside a hub method fails the method (masked unless detailed errors are on), so `?` works.
+impl From<SendError> for HubError {
+    fn from(error: SendError) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// A failed client result inside a hub method fails the method (masked unless detailed errors are on), so `?`
+/// works. Map [`ClientResultError::Client`] to [`HubError::new`] yourself to pass the client's text on.
+impl From<ClientResultError> for HubError {
+    fn from(error: ClientResultError) -> Self {
+        Self::internal(error)
+    }
+}

@@ -5,16 +5,36 @@
 //! dispatches invocations, writes replies and keeps the connection alive (HUB-PROTOCOL.md §3, §5, §7–§9).
 //!
 //! ```
-//! use courier::server::{Context, Hub, HubError};
+//! use courier::server::{ConnectionOptions, Context, Hub, HubError};
+//! use courier::transport::memory;
+//! use courier::Frame;
+//! use futures::{SinkExt, StreamExt};
 //!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let hub = Hub::builder()
 //!     .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move { Ok::<_, HubError>(a + b) })
 //!     .method("Broadcast", |ctx: Context, (text,): (String,)| async move {
-//!         ctx.clients().all().send("Message", (ctx.connection_id().to_string(), text)).await.map_err(HubError::internal)
+//!         ctx.others().send("Message", (ctx.connection_id().to_string(), text)).await?;
+//!         Ok::<_, HubError>(())
 //!     })
 //!     .build();
-//! // For each transport a client opens: `hub.accept(transport, ConnectionOptions::default()).await`.
-//! # drop(hub);
+//!
+//! // Each transport a client opens goes to `accept`; here, one end of an in-memory pair.
+//! let (server_end, mut client) = memory::pair();
+//! let connection = hub.accept(server_end, ConnectionOptions::default()).await?;
+//!
+//! // The client's side, in raw frames: the handshake, then an invocation.
+//! client.send(Frame::Text("{\"protocol\":\"json\",\"version\":1}\u{1e}".into())).await?;
+//! assert_eq!(client.next().await.transpose()?, Some(Frame::Text("{}\u{1e}".into())));
+//! let call = "{\"type\":1,\"invocationId\":\"1\",\"target\":\"add\",\"arguments\":[40,2]}\u{1e}";
+//! client.send(Frame::Text(call.into())).await?;
+//! let reply = client.next().await.transpose()?.expect("a reply");
+//! assert_eq!(reply.payload().as_ref(), b"{\"type\":3,\"invocationId\":\"1\",\"result\":42}\x1e");
+//!
+//! client.close().await?;
+//! connection.closed().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
 
 mod clients;
