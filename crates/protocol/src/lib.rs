@@ -64,7 +64,8 @@
 //! - **Hostile input** never panics and never allocates more than its own size: the size limit
 //!   is checked before buffering (see [`MessageReader`]) and no capacity is reserved from a
 //!   length field before the bytes exist. Deep nesting cannot exhaust the stack: JSON payloads
-//!   are skipped without recursion (serde_json), the MessagePack skipper stops at
+//!   are checked and skipped without recursion (the JSON scanner keeps its own stack of open
+//!   arrays and objects), the MessagePack skipper stops at
 //!   [`MAX_NESTING_DEPTH`] levels of arrays and maps, and binding a payload with
 //!   [`Payload::deserialize`] is bounded by serde_json's and rmp_serde's own recursion limits.
 //! - **Errors** are [`ProtocolError`]s; their text follows the .NET parser where it has one.

@@ -3,16 +3,18 @@
 //! Fields may come in any order (the JS client writes `type` last), so every known field is read
 //! into [`Fields`] first and the message is built at the end. Strings without escapes and all
 //! payloads are slices of the input; payloads are only checked for well-formedness here.
+//! The [`Scanner`] does the JSON; this module maps properties to fields, with the .NET texts
+//! for mistyped fields.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use serde::de::{
-    self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
-use serde_json::value::RawValue;
 
+use super::scanner::{RawString, Scanner, SyntaxError};
+use super::unescape::unescape;
 use crate::{
     Ack, CancelInvocation, Close, Completion, CompletionResult, Headers, HubMessage, Invocation,
     Payload, Protocol, ProtocolError, Sequence, StreamInvocation, StreamItem, rules,
@@ -20,16 +22,18 @@ use crate::{
 
 /// Decodes one record. `Ok(None)` for an unknown message type, which the official codecs skip.
 pub(crate) fn decode(record: &Bytes) -> Result<Option<HubMessage>, ProtocolError> {
-    // Validating the whole record once (fast for the mostly-ASCII JSON text) lets serde_json skip
-    // its per-string check and lets strings be cut out of `text` without checking them again.
+    // Validating the whole record once (fast for the mostly-ASCII JSON text) lets the scanner
+    // look at ASCII only and lets strings be cut out of `text` without checking them again.
     let text = ByteString::try_from(record.clone())
         .map_err(|e| ProtocolError::invalid(format!("The message is not valid UTF-8: {e}")))?;
-    let record = &text;
-    let mut deserializer = serde_json::Deserializer::from_str(record);
-    let fields = deserializer
-        .deserialize_map(FieldsVisitor { record })
-        .and_then(|fields| deserializer.end().map(|()| fields))
-        .map_err(|e| ProtocolError::invalid(e.to_string()))?;
+    let mut reader = RecordReader {
+        scanner: Scanner::new(text.as_bytes()),
+        text: &text,
+    };
+    // Filled in place: `Fields` is large, and moving it out of a function costs a copy.
+    let mut fields = Fields::default();
+    reader.fields(&mut fields)?;
+    reader.scanner.finish()?;
     fields.into_message()
 }
 
@@ -122,128 +126,258 @@ fn required_id(id: Option<ByteString>, kind: &str) -> Result<ByteString, Protoco
     rules::required_id(Some(id.ok_or_else(|| missing("invocationId"))?), kind)
 }
 
-/// Reads the top-level object into [`Fields`].
-struct FieldsVisitor<'r> {
-    record: &'r ByteString,
+/// Reads the properties of one record into [`Fields`], sharing the record's bytes.
+struct RecordReader<'r> {
+    scanner: Scanner<'r>,
+    text: &'r ByteString,
 }
 
-impl<'de> Visitor<'de> for FieldsVisitor<'_> {
-    type Value = Fields;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let record = self.record;
-        let mut fields = Fields::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Type => fields.message_type = Some(map.next_value_seed(IntSeed("type"))?),
-                Key::Headers => fields.headers = Some(map.next_value_seed(HeadersSeed { record })?),
-                Key::InvocationId => {
-                    fields.invocation_id = Some(map.next_value_seed(StrSeed {
-                        record,
-                        field: Field::Named("invocationId"),
-                    })?);
-                }
-                Key::Target => {
-                    fields.target = Some(map.next_value_seed(StrSeed {
-                        record,
-                        field: Field::Named("target"),
-                    })?);
-                }
-                Key::Arguments => {
-                    fields.arguments = Some(map.next_value_seed(ArgumentsSeed { record })?);
-                }
-                Key::StreamIds => {
-                    fields.stream_ids = Some(map.next_value_seed(StreamIdsSeed { record })?);
-                }
-                Key::Item => fields.item = Some(map.next_value_seed(PayloadSeed { record })?),
-                Key::Result => fields.result = Some(map.next_value_seed(PayloadSeed { record })?),
-                Key::Error => {
-                    fields.error = Some(map.next_value_seed(StrSeed {
-                        record,
-                        field: Field::Named("error"),
-                    })?);
-                }
-                Key::AllowReconnect => {
-                    fields.allow_reconnect = Some(map.next_value_seed(BoolSeed("allowReconnect"))?);
-                }
-                Key::SequenceId => {
-                    fields.sequence_id = Some(map.next_value_seed(IntSeed("sequenceId"))?);
-                }
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+impl RecordReader<'_> {
+    /// The top-level object.
+    fn fields(&mut self, fields: &mut Fields) -> Result<(), ProtocolError> {
+        self.open_record()?;
+        if self.scanner.eat(b'}') {
+            return Ok(());
+        }
+        loop {
+            let name = self.scanner.string()?;
+            self.scanner.expect(b':', "':'")?;
+            self.field(&name, fields)?;
+            if !self.scanner.more(b'}', "',' or '}'")? {
+                return Ok(());
             }
         }
-        Ok(fields)
+    }
+
+    /// The `{` that opens the record; anything else is named as .NET names it.
+    fn open_record(&mut self) -> Result<(), ProtocolError> {
+        if self.scanner.eat(b'{') {
+            return Ok(());
+        }
+        let first = self.scanner.peek();
+        // Not JSON at all is a syntax error; only a well-formed value has a token type.
+        self.scanner.value()?;
+        let token = match first {
+            Some(b'"') => "String",
+            Some(b'[') => "Array",
+            Some(b't') => "True",
+            Some(b'f') => "False",
+            Some(b'n') => "Null",
+            _ => "Number",
+        };
+        Err(ProtocolError::invalid(format!(
+            "Unexpected JSON Token Type '{token}'. Expected a JSON Object."
+        )))
+    }
+
+    /// Reads the value of property `name` into its field (the last of duplicates wins); the
+    /// values of unknown properties are checked and skipped.
+    fn field(&mut self, name: &RawString, fields: &mut Fields) -> Result<(), ProtocolError> {
+        match &*self.property_name(name)? {
+            "type" => fields.message_type = Some(self.integer("type")?),
+            "headers" => fields.headers = Some(self.headers()?),
+            "invocationId" => {
+                fields.invocation_id = Some(self.string(Field::Named("invocationId"))?);
+            }
+            "target" => fields.target = Some(self.string(Field::Named("target"))?),
+            "arguments" => fields.arguments = Some(self.arguments()?),
+            "streamIds" => fields.stream_ids = Some(self.stream_ids()?),
+            "item" => fields.item = Some(self.payload()?),
+            "result" => fields.result = Some(self.payload()?),
+            "error" => fields.error = Some(self.string(Field::Named("error"))?),
+            "allowReconnect" => fields.allow_reconnect = Some(self.boolean("allowReconnect")?),
+            "sequenceId" => fields.sequence_id = Some(self.integer("sequenceId")?),
+            _ => {
+                self.scanner.value()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A property name, unescaped only if it has escapes (`"typ\u0065"` is `type`, as in .NET).
+    fn property_name(&self, name: &RawString) -> Result<Cow<'_, str>, ProtocolError> {
+        let raw = self.content(name)?;
+        if name.escaped {
+            Ok(Cow::Owned(unescape_string(name, raw)?))
+        } else {
+            Ok(Cow::Borrowed(raw))
+        }
+    }
+
+    /// The text between a string's quotes.
+    fn content(&self, string: &RawString) -> Result<&str, ProtocolError> {
+        self.text
+            .get(string.content.clone())
+            .ok_or_else(|| ProtocolError::invalid("Error reading JSON: a string out of bounds."))
+    }
+
+    /// A string field; `null` is rejected, as by .NET.
+    fn string(&mut self, field: Field<'_>) -> Result<ByteString, ProtocolError> {
+        if self.scanner.peek() != Some(b'"') {
+            return Err(ProtocolError::invalid(format!(
+                "Expected {field} to be of type String."
+            )));
+        }
+        let string = self.scanner.string()?;
+        self.string_value(&string)
+    }
+
+    /// A string token as a [`ByteString`]: a slice of the record unless it has escapes.
+    fn string_value(&self, string: &RawString) -> Result<ByteString, ProtocolError> {
+        let raw = self.content(string)?;
+        if string.escaped {
+            Ok(ByteString::from(unescape_string(string, raw)?))
+        } else {
+            Ok(self.text.slice_ref(raw))
+        }
+    }
+
+    /// An integer field (`type`, `sequenceId`): a JSON number without fraction or exponent
+    /// that fits an int64.
+    fn integer(&mut self, name: &str) -> Result<i64, ProtocolError> {
+        if !matches!(self.scanner.peek(), Some(b'-' | b'0'..=b'9')) {
+            return Err(ProtocolError::invalid(format!(
+                "Expected '{name}' to be of type Number."
+            )));
+        }
+        let number = self.scanner.number()?;
+        self.text
+            .get(number)
+            .and_then(|digits| digits.parse().ok())
+            .ok_or_else(|| {
+                ProtocolError::invalid(format!("Expected '{name}' to be an integer (int64)."))
+            })
+    }
+
+    /// A boolean field (`allowReconnect`).
+    fn boolean(&mut self, name: &str) -> Result<bool, ProtocolError> {
+        let value = match self.scanner.peek() {
+            Some(b't') => true,
+            Some(b'f') => false,
+            _ => {
+                return Err(ProtocolError::invalid(format!(
+                    "Expected '{name}' to be true or false."
+                )));
+            }
+        };
+        // Checks the rest of the literal.
+        self.scanner.value()?;
+        Ok(value)
+    }
+
+    /// Any JSON value, checked and kept as a slice of the record.
+    fn payload(&mut self) -> Result<Payload, ProtocolError> {
+        let value = self.scanner.value()?;
+        Ok(Payload::new_unchecked(Protocol::Json, self.share(value)?))
+    }
+
+    /// The bytes at `range` of the record, shared.
+    fn share(&self, range: Range<usize>) -> Result<Bytes, ProtocolError> {
+        let record = self.text.as_bytes();
+        if range.start <= range.end && range.end <= record.len() {
+            Ok(record.slice(range))
+        } else {
+            Err(ProtocolError::invalid(
+                "Error reading JSON: a value out of bounds.",
+            ))
+        }
+    }
+
+    /// The `arguments` array, each element kept as a slice of the record.
+    fn arguments(&mut self) -> Result<Vec<Payload>, ProtocolError> {
+        if !self.scanner.eat(b'[') {
+            return Err(ProtocolError::invalid(
+                "Expected 'arguments' to be of type Array.",
+            ));
+        }
+        if self.scanner.eat(b']') {
+            return Ok(Vec::new());
+        }
+        // What the first push would reserve anyway, without the growth logic.
+        let mut arguments = Vec::with_capacity(4);
+        loop {
+            arguments.push(self.payload()?);
+            if !self.scanner.more(b']', "',' or ']'")? {
+                return Ok(arguments);
+            }
+        }
+    }
+
+    /// The `streamIds` array of non-empty strings.
+    fn stream_ids(&mut self) -> Result<Vec<ByteString>, ProtocolError> {
+        if !self.scanner.eat(b'[') {
+            return Err(ProtocolError::invalid(
+                "Expected 'streamIds' to be of type Array.",
+            ));
+        }
+        let mut ids = Vec::new();
+        if self.scanner.eat(b']') {
+            return Ok(ids);
+        }
+        loop {
+            let id = match self.scanner.peek() {
+                Some(b'"') => {
+                    let string = self.scanner.string()?;
+                    self.string_value(&string)?
+                }
+                Some(b'n') => {
+                    return Err(ProtocolError::invalid(
+                        "Null value for 'streamIds' is not valid.",
+                    ));
+                }
+                _ => {
+                    return Err(ProtocolError::invalid(
+                        "Expected the elements of 'streamIds' to be of type String.",
+                    ));
+                }
+            };
+            ids.push(rules::stream_id(id)?);
+            if !self.scanner.more(b']', "',' or ']'")? {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// The `headers` object of string values, duplicates kept in wire order.
+    fn headers(&mut self) -> Result<Headers, ProtocolError> {
+        if !self.scanner.eat(b'{') {
+            return Err(ProtocolError::invalid(
+                "Expected 'headers' to be of type Object.",
+            ));
+        }
+        let mut headers = Headers::new();
+        if self.scanner.eat(b'}') {
+            return Ok(headers);
+        }
+        loop {
+            let name = self.scanner.string()?;
+            let key = self.string_value(&name)?;
+            self.scanner.expect(b':', "':'")?;
+            let value = self.string(Field::HeaderValue(&key))?;
+            headers.push(key, value);
+            if !self.scanner.more(b'}', "',' or '}'")? {
+                return Ok(headers);
+            }
+        }
     }
 }
 
-/// A property name (case-sensitive, as in .NET).
-enum Key {
-    Type,
-    Headers,
-    InvocationId,
-    Target,
-    Arguments,
-    StreamIds,
-    Item,
-    Result,
-    Error,
-    AllowReconnect,
-    SequenceId,
-    Other,
-}
-
-impl<'de> de::Deserialize<'de> for Key {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a property name")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        Ok(match key {
-            "type" => Key::Type,
-            "headers" => Key::Headers,
-            "invocationId" => Key::InvocationId,
-            "target" => Key::Target,
-            "arguments" => Key::Arguments,
-            "streamIds" => Key::StreamIds,
-            "item" => Key::Item,
-            "result" => Key::Result,
-            "error" => Key::Error,
-            "allowReconnect" => Key::AllowReconnect,
-            "sequenceId" => Key::SequenceId,
-            _ => Key::Other,
-        })
-    }
-}
-
-/// A string field. Unescaped strings share the record's bytes; escaped ones are unescaped into
-/// a new allocation. `null` is rejected, as by .NET.
-#[derive(Clone, Copy)]
-struct StrSeed<'r> {
-    record: &'r ByteString,
-    field: Field<'r>,
+/// The text of `string`, whose content is `raw`, with its escapes decoded.
+fn unescape_string(string: &RawString, raw: &str) -> Result<String, ProtocolError> {
+    unescape(raw).map_err(|expected| {
+        SyntaxError {
+            at: string.content.start,
+            expected,
+        }
+        .into()
+    })
 }
 
 /// Which string is being read, for error messages (formatted only when one is needed).
 #[derive(Clone, Copy)]
-enum Field<'r> {
+enum Field<'k> {
     Named(&'static str),
-    HeaderValue(&'r str),
+    HeaderValue(&'k str),
 }
 
 impl fmt::Display for Field<'_> {
@@ -252,212 +386,5 @@ impl fmt::Display for Field<'_> {
             Self::Named(name) => write!(f, "'{name}'"),
             Self::HeaderValue(key) => write!(f, "header '{key}'"),
         }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for StrSeed<'_> {
-    type Value = ByteString;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<ByteString, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrSeed<'_> {
-    type Value = ByteString;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} to be of type String", self.field)
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<ByteString, E> {
-        // `value` borrows from the record, which `from_str` reads: share those bytes.
-        Ok(self.record.slice_ref(value))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<ByteString, E> {
-        Ok(ByteString::from(value))
-    }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<ByteString, E> {
-        Ok(ByteString::from(value))
-    }
-}
-
-/// An integer field (`type`, `sequenceId`).
-struct IntSeed(&'static str);
-
-impl<'de> DeserializeSeed<'de> for IntSeed {
-    type Value = i64;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<i64, D::Error> {
-        deserializer.deserialize_i64(self)
-    }
-}
-
-impl Visitor<'_> for IntSeed {
-    type Value = i64;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}' to be of type Number (an integer)", self.0)
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<i64, E> {
-        Ok(value)
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<i64, E> {
-        i64::try_from(value).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(value), &self))
-    }
-}
-
-/// A boolean field (`allowReconnect`).
-struct BoolSeed(&'static str);
-
-impl<'de> DeserializeSeed<'de> for BoolSeed {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_bool(self)
-    }
-}
-
-impl Visitor<'_> for BoolSeed {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}' to be true or false", self.0)
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<bool, E> {
-        Ok(value)
-    }
-}
-
-/// Any JSON value, kept as a slice of the record.
-struct PayloadSeed<'r> {
-    record: &'r ByteString,
-}
-
-impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
-    type Value = Payload;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Payload, D::Error> {
-        let raw = <&'de RawValue as de::Deserialize<'de>>::deserialize(deserializer)?;
-        Ok(raw_payload(self.record, raw))
-    }
-}
-
-fn raw_payload(record: &ByteString, raw: &RawValue) -> Payload {
-    Payload::new_unchecked(
-        Protocol::Json,
-        record.as_bytes().slice_ref(raw.get().as_bytes()),
-    )
-}
-
-/// The `arguments` array, each element kept as a slice of the record.
-struct ArgumentsSeed<'r> {
-    record: &'r ByteString,
-}
-
-impl<'de> DeserializeSeed<'de> for ArgumentsSeed<'_> {
-    type Value = Vec<Payload>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Vec<Payload>, D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ArgumentsSeed<'_> {
-    type Value = Vec<Payload>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("'arguments' to be of type Array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Payload>, A::Error> {
-        let mut arguments = Vec::new();
-        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-            arguments.push(raw_payload(self.record, raw));
-        }
-        Ok(arguments)
-    }
-}
-
-/// The `streamIds` array of non-null strings.
-struct StreamIdsSeed<'r> {
-    record: &'r ByteString,
-}
-
-impl<'de> DeserializeSeed<'de> for StreamIdsSeed<'_> {
-    type Value = Vec<ByteString>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Vec<ByteString>, D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StreamIdsSeed<'_> {
-    type Value = Vec<ByteString>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("'streamIds' to be of type Array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<ByteString>, A::Error> {
-        let mut ids = Vec::new();
-        let seed = StrSeed {
-            record: self.record,
-            field: Field::Named("streamIds"),
-        };
-        while let Some(id) = seq.next_element_seed(seed)? {
-            ids.push(rules::stream_id(id).map_err(de::Error::custom)?);
-        }
-        Ok(ids)
-    }
-}
-
-/// The `headers` object of string values.
-struct HeadersSeed<'r> {
-    record: &'r ByteString,
-}
-
-impl<'de> DeserializeSeed<'de> for HeadersSeed<'_> {
-    type Value = Headers;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Headers, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for HeadersSeed<'_> {
-    type Value = Headers;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("'headers' to be of type Object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
-        let mut headers = Headers::new();
-        while let Some(key) = map.next_key_seed(StrSeed {
-            record: self.record,
-            field: Field::Named("header name"),
-        })? {
-            let value = map.next_value_seed(StrSeed {
-                record: self.record,
-                field: Field::HeaderValue(&key),
-            })?;
-            headers.push(key, value);
-        }
-        Ok(headers)
     }
 }

@@ -2,6 +2,8 @@
 
 mod decode;
 mod encode;
+mod scanner;
+mod unescape;
 
 pub(crate) use decode::decode;
 pub(crate) use encode::{encode, write_str};
