@@ -30,6 +30,9 @@ fn hub(options: HubOptions, gate: Arc<Semaphore>) -> Hub {
                 Some((Ok::<_, HubError>(n), n + 1))
             })
         })
+        .stream_method("Flood", |_ctx: Context, ()| {
+            futures::stream::iter(0u64..).map(Ok::<_, HubError>)
+        })
         .stream_method("Fail", |_ctx: Context, (public,): (bool,)| {
             let error = if public {
                 HubError::new("out of items")
@@ -241,4 +244,27 @@ async fn a_full_upload_buffer_pauses_reading_until_the_method_takes_items() {
     };
     assert_eq!(common::result::<i64>(&sum), 15);
     assert_eq!(common::result::<i64>(&add), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_never_waits_can_still_be_canceled() {
+    let hub = hub(HubOptions::default(), open_gate());
+    let (mut peer, _handle) = Peer::connect(&hub, Protocol::MessagePack).await;
+    peer.send(stream_invocation(Protocol::MessagePack, "f", "Flood", &[]))
+        .await;
+    assert_eq!(item::<u64>(peer.recv().await, "f"), 0);
+    peer.send(cancel("f")).await;
+    loop {
+        match peer.recv().await {
+            HubMessage::StreamItem(_) => {}
+            HubMessage::Completion(done) => {
+                assert_eq!(
+                    (done.invocation_id.as_ref(), done.result),
+                    ("f", CompletionResult::Void)
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

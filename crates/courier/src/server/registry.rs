@@ -9,13 +9,15 @@ use bytes::{Bytes, BytesMut};
 use courier_protocol::{Payload, Protocol, ProtocolError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::server::connection::Internal;
 use crate::server::{ClientResultError, ConnectionId};
 
 /// What other connections and the app put into a connection's outbound queue.
-#[derive(Debug)]
 pub(crate) enum Outbound {
     /// One framed hub message, already encoded for the connection's protocol.
     Message(Bytes),
+    /// From the connection's own invocations and streams.
+    Own(Internal),
     /// A client-result invocation: the connection gives it an id and routes the client's Completion to `reply`.
     InvokeClient {
         target: String,

@@ -25,7 +25,7 @@ use crate::server::context::ConnectionInfo;
 use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
 use crate::server::registry::{Entry, Outbound, Stop};
 use crate::server::{ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner};
-use crate::{Frame, Transport};
+use crate::{Frame, Transport, TransportError};
 
 /// Everything [`run`] needs to start a connection.
 pub(crate) struct Setup {
@@ -41,8 +41,6 @@ pub(crate) struct Setup {
 /// Frames are filled with ready messages up to about this size before being sent (a single larger message still
 /// goes in one frame: messages are never split).
 const FRAME_TARGET: usize = 64 * 1024;
-/// Messages from the connection's own invocations and streams waiting for the driver.
-const INTERNAL_QUEUE: usize = 16;
 
 const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 
@@ -69,11 +67,11 @@ pub(crate) async fn run(setup: Setup) {
         transport: transport.info().clone(),
     });
     let ctx = Context::new(HubContext { hub: hub.clone() }, info);
-    let (outbound_tx, outbound) = mpsc::channel(hub.options.outbound_queue_capacity.max(1));
+    let (own, outbound) = mpsc::channel(hub.options.outbound_queue_capacity.max(1));
     let (stop_tx, stop) = watch::channel(None);
     if !hub.registry.insert(
         id.clone(),
-        Entry::new(agreed.protocol, user, outbound_tx, stop_tx),
+        Entry::new(agreed.protocol, user, own.clone(), stop_tx),
     ) {
         // Shutdown began during the handshake.
         let mut connection = Connection::new(
@@ -83,7 +81,7 @@ pub(crate) async fn run(setup: Setup) {
             transport,
             None,
             None,
-            outbound,
+            (own, outbound),
             stop,
         );
         connection.finish(End::Close(shutdown_close())).await;
@@ -102,7 +100,7 @@ pub(crate) async fn run(setup: Setup) {
         transport,
         link,
         reattach,
-        outbound,
+        (own, outbound),
         stop,
     );
     connection.reader.push_bytes(agreed.leftover);
@@ -160,8 +158,7 @@ fn shutdown_close() -> Close {
 
 /// What woke the driver.
 enum Event {
-    Frame(Option<Result<Frame, crate::TransportError>>),
-    Internal(Internal),
+    Frame(Option<Result<Frame, TransportError>>),
     Outbound(Outbound),
     Unblocked,
     Stop(Stop),
@@ -169,8 +166,10 @@ enum Event {
     Timer,
 }
 
-/// What the connection's own invocation and stream tasks send to the driver.
-enum Internal {
+/// What the connection's own invocation and stream tasks send to the driver, through the same queue as sends from
+/// elsewhere ([`Outbound::Own`]): so what a method sends before it returns reaches the client before its
+/// Completion.
+pub(crate) enum Internal {
     /// An invocation finished (`id` is `None` for a non-blocking one, which gets no reply).
     Completed {
         id: Option<ByteString>,
@@ -199,8 +198,8 @@ struct Connection {
     /// When a detached connection gives up waiting for a new transport.
     detached_until: Option<Instant>,
     outbound: mpsc::Receiver<Outbound>,
-    internal_tx: mpsc::Sender<Internal>,
-    internal: mpsc::Receiver<Internal>,
+    /// The sending side of `outbound`, for the connection's own tasks.
+    own: mpsc::Sender<Outbound>,
     stop: watch::Receiver<Option<Stop>>,
     /// Graceful shutdown: no new work; end once running invocations are done.
     draining: bool,
@@ -228,10 +227,9 @@ impl Connection {
         transport: Box<dyn Transport>,
         link: Option<Link>,
         reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
-        outbound: mpsc::Receiver<Outbound>,
+        (own, outbound): (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
         stop: watch::Receiver<Option<Stop>>,
     ) -> Self {
-        let (internal_tx, internal) = mpsc::channel(INTERNAL_QUEUE);
         let now = Instant::now();
         Self {
             reader: MessageReader::new(protocol, hub.options.maximum_receive_message_size),
@@ -244,8 +242,7 @@ impl Connection {
             reattach,
             detached_until: None,
             outbound,
-            internal_tx,
-            internal,
+            own,
             stop,
             draining: false,
             running: 0,
@@ -323,14 +320,14 @@ impl Connection {
         let blocked = self.blocked.as_mut();
         let reattach = self.reattach.as_mut();
         let stop = &mut self.stop;
+        // Not biased: a source that is always ready (a fast stream, a chatty client) must not starve the others.
         tokio::select! {
-            biased;
             () = changed(stop) => Event::Stop((*stop.borrow_and_update()).unwrap_or(Stop::Abort)),
-            Some(transport) = async { reattach?.recv().await }, if self.link.is_some() => Event::Reattach(transport),
-            () = async { if let Some(blocked) = blocked { blocked.await } else { std::future::pending().await } } => Event::Unblocked,
-            Some(item) = self.internal.recv(), if accepting => Event::Internal(item),
-            frame = async { if let Some(transport) = transport { transport.next().await } else { std::future::pending().await } }, if reading => Event::Frame(frame),
-            Some(item) = self.outbound.recv(), if accepting && !self.draining => Event::Outbound(item),
+            Some(transport) = next_reattach(reattach) => Event::Reattach(transport),
+            () = unblocked(blocked) => Event::Unblocked,
+
+            frame = next_frame(transport), if reading => Event::Frame(frame),
+                        Some(item) = self.outbound.recv(), if accepting => Event::Outbound(item),
             () = sleep_until(deadline) => Event::Timer,
         }
     }
@@ -346,7 +343,7 @@ impl Connection {
                 self.last_received = Instant::now();
                 self.reader.push_bytes(frame.into_payload());
             }
-            Event::Internal(item) => self.on_internal(item),
+
             Event::Outbound(item) => self.on_outbound(item),
             Event::Unblocked => self.blocked = None,
             Event::Stop(Stop::Abort) => {
@@ -465,7 +462,7 @@ impl Connection {
         };
         self.uploads.extend(binder.into_streams());
         self.running += 1;
-        let internal = self.internal_tx.clone();
+        let own = self.own.clone();
         let detailed = self.hub.options.enable_detailed_errors;
         tokio::spawn(async move {
             let result = match AssertUnwindSafe(call).catch_unwind().await {
@@ -483,7 +480,9 @@ impl Connection {
                     .into(),
                 ),
             };
-            let _ = internal.send(Internal::Completed { id, result }).await;
+            let _ = own
+                .send(Outbound::Own(Internal::Completed { id, result }))
+                .await;
         });
     }
 
@@ -521,21 +520,18 @@ impl Connection {
             Err(error) => return self.fail(Some(id), self.bind_error_text(&target, error)),
         };
         self.uploads.extend(binder.into_streams());
-        let internal = self.internal_tx.clone();
+        let own = self.own.clone();
         let detailed = self.hub.options.enable_detailed_errors;
         let stream_id = id.clone();
         let task = tokio::spawn(async move {
             let error = loop {
                 match AssertUnwindSafe(items.next()).catch_unwind().await {
                     Ok(Some(Ok(item))) => {
-                        if internal
-                            .send(Internal::StreamItem {
-                                id: stream_id.clone(),
-                                item,
-                            })
-                            .await
-                            .is_err()
-                        {
+                        let item = Internal::StreamItem {
+                            id: stream_id.clone(),
+                            item,
+                        };
+                        if own.send(Outbound::Own(item)).await.is_err() {
                             return;
                         }
                     }
@@ -550,12 +546,11 @@ impl Connection {
                     error.detail(detailed),
                 )
             });
-            let _ = internal
-                .send(Internal::StreamEnded {
-                    id: stream_id,
-                    error,
-                })
-                .await;
+            let end = Internal::StreamEnded {
+                id: stream_id,
+                error,
+            };
+            let _ = own.send(Outbound::Own(end)).await;
         });
         self.streams.insert(id, task.abort_handle());
     }
@@ -644,6 +639,7 @@ impl Connection {
     fn on_outbound(&mut self, item: Outbound) {
         match item {
             Outbound::Message(framed) => self.queue_encoded(framed, true),
+            Outbound::Own(item) => self.on_internal(item),
             Outbound::InvokeClient {
                 target,
                 arguments,
@@ -710,15 +706,10 @@ impl Connection {
     /// Takes whatever else is ready, without waiting, to fill the next frame.
     fn gather_ready(&mut self) {
         while self.out.len() < FRAME_TARGET && self.accepting() {
-            if let Ok(item) = self.internal.try_recv() {
-                self.on_internal(item);
-            } else if !self.draining
-                && let Ok(item) = self.outbound.try_recv()
-            {
-                self.on_outbound(item);
-            } else {
+            let Ok(item) = self.outbound.try_recv() else {
                 break;
-            }
+            };
+            self.on_outbound(item);
         }
     }
 
@@ -884,6 +875,34 @@ impl Connection {
 async fn changed(stop: &mut watch::Receiver<Option<Stop>>) {
     if stop.changed().await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// The next frame of the transport (never, while there is none).
+async fn next_frame(
+    transport: Option<&mut Box<dyn Transport>>,
+) -> Option<Result<Frame, TransportError>> {
+    match transport {
+        Some(transport) => transport.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A new transport handed in through the connection handle (never, without stateful reconnect).
+async fn next_reattach(
+    reattach: Option<&mut mpsc::Receiver<Box<dyn Transport>>>,
+) -> Option<Box<dyn Transport>> {
+    match reattach {
+        Some(reattach) => reattach.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the blocked upload item was handed over (never, if none is blocked).
+async fn unblocked(blocked: Option<&mut BoxFuture<'static, ()>>) {
+    match blocked {
+        Some(blocked) => blocked.await,
+        None => std::future::pending().await,
     }
 }
 
