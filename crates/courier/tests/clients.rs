@@ -233,3 +233,51 @@ async fn a_client_that_does_not_read_is_aborted_after_the_send_timeout() {
         "{elapsed:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn messages_ready_together_share_one_frame_in_both_protocols() {
+    let hub = hub(HubOptions::default());
+    let (mut json, _) = join(&hub, Protocol::Json, None).await;
+    let (mut msgpack, _) = join(&hub, Protocol::MessagePack, None).await;
+    for i in 0..3 {
+        hub.context()
+            .clients()
+            .all()
+            .send("Note", (i,))
+            .await
+            .unwrap();
+    }
+    for peer in [&mut json, &mut msgpack] {
+        let frame = peer.recv_frame().await;
+        let notes: Vec<i32> = frame
+            .iter()
+            .map(|m| arg(&expect_invocation(m.clone()), 0))
+            .collect();
+        assert_eq!(notes, [0, 1, 2], "{}", peer.protocol);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_client_results_are_bounded_per_connection() {
+    let hub = Hub::builder()
+        .options(HubOptions::default().maximum_pending_client_results(1))
+        .build();
+    let (mut peer, handle) = Peer::connect(&hub, Protocol::Json).await;
+    let client = hub.context().clients().client(handle.id().clone());
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.invoke::<i32>("Get", ()).await }
+    });
+    expect_invocation(peer.recv().await);
+    let second = client.invoke::<i32>("Get", ()).await;
+    assert!(
+        matches!(
+            second,
+            Err(courier::server::ClientResultError::TooManyPending)
+        ),
+        "{second:?}"
+    );
+    peer.send(common::completion_value(Protocol::Json, "s1", &json!(1)))
+        .await;
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+}

@@ -4,6 +4,11 @@
 //! client opens is handed to [`Hub::accept`]. One task per connection reads its frames, runs the handshake,
 //! dispatches invocations, writes replies and keeps the connection alive (HUB-PROTOCOL.md §3, §5, §7–§9).
 //!
+//! Every buffer is bounded; what happens when one is full is documented on [`HubOptions`]: the outbound queue
+//! (a send waits, then the slow connection is aborted), upload streams (reading pauses), invocations beyond the
+//! parallel limit (reading pauses), the stateful reconnect buffer (sends wait for acks), pending client results
+//! (refused).
+//!
 //! ```
 //! use courier::server::{ConnectionOptions, Context, Hub, HubError};
 //! use courier::transport::memory;

@@ -36,7 +36,9 @@ pub struct HubOptions {
     pub stateful_reconnect_buffer_size: usize,
     /// Whether error texts sent to clients include details of the failure. Default false.
     pub enable_detailed_errors: bool,
-    /// Messages waiting in one connection's outbound queue (sends from other connections and the app). Default 64.
+    /// Messages waiting in one connection's outbound queue: sends from other connections and the app, and the
+    /// connection's own completions and stream items. It is one FIFO queue, so what a method sends to its caller
+    /// before returning reaches the client before the method's Completion. Default 64.
     pub outbound_queue_capacity: usize,
     /// How long a send to a connection whose outbound queue is full (or whose transport does not accept a frame)
     /// may wait; then that connection is aborted, as .NET's `TransportSendTimeout`. Default 10 s.

@@ -125,6 +125,13 @@ impl Peer {
         Some(frame)
     }
 
+    /// The messages of the next frame (the reader must hold nothing from earlier frames).
+    pub async fn recv_frame(&mut self) -> Vec<HubMessage> {
+        let frame = self.next_frame().await.expect("a frame");
+        self.reader.push(frame.payload());
+        std::iter::from_fn(|| self.reader.next_message().expect("valid messages")).collect()
+    }
+
     /// The next message of any type, or `None` when the server closed the transport.
     pub async fn recv_any(&mut self) -> Option<HubMessage> {
         loop {
