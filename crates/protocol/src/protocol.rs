@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::framing::{find_separator, read_length_prefix};
+use crate::framing::{RECORD_SEPARATOR, find_separator, read_length_prefix};
 use crate::negotiate::TransferFormat;
 use crate::{HubMessage, ProtocolError, json, msgpack};
 
@@ -64,12 +64,18 @@ impl Protocol {
     /// [`MessageReader`](crate::MessageReader).
     pub fn decode_message(self, framed: &Bytes) -> Result<Option<HubMessage>, ProtocolError> {
         match self {
-            Self::Json => match find_separator(framed) {
-                Some(end) if end + 1 == framed.len() => json::decode(&framed.slice(..end)),
-                Some(_) => Err(ProtocolError::invalid(
-                    "Bytes follow the record separator of the message.",
-                )),
-                None => Err(ProtocolError::ConnectionTerminated),
+            // The JSON decoder rejects a separator inside the record (it is neither whitespace
+            // nor allowed unescaped in a string), so only a failed decode needs to look for one.
+            Self::Json => match framed.split_last() {
+                Some((&RECORD_SEPARATOR, record)) => json::decode(&framed.slice(..record.len()))
+                    .map_err(|error| match find_separator(record) {
+                        Some(_) => bytes_after_separator(),
+                        None => error,
+                    }),
+                _ => match find_separator(framed) {
+                    Some(_) => Err(bytes_after_separator()),
+                    None => Err(ProtocolError::ConnectionTerminated),
+                },
             },
             Self::MessagePack => match read_length_prefix(framed)? {
                 Some((len, prefix)) if prefix + len == framed.len() => {
@@ -82,6 +88,10 @@ impl Protocol {
             },
         }
     }
+}
+
+fn bytes_after_separator() -> ProtocolError {
+    ProtocolError::invalid("Bytes follow the record separator of the message.")
 }
 
 impl fmt::Display for Protocol {

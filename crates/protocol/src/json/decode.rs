@@ -34,7 +34,7 @@ pub(crate) fn decode(record: &Bytes) -> Result<Option<HubMessage>, ProtocolError
     let mut fields = Fields::default();
     reader.fields(&mut fields)?;
     reader.scanner.finish()?;
-    fields.into_message()
+    fields.take_message()
 }
 
 /// Every field the protocol defines, as found in the object (duplicates: the last one wins).
@@ -58,25 +58,29 @@ fn missing(name: &str) -> ProtocolError {
 }
 
 impl Fields {
-    fn into_message(self) -> Result<Option<HubMessage>, ProtocolError> {
-        let headers = self.headers.unwrap_or_default();
+    /// Builds the message, taking the fields out (in place: moving all of `Fields` costs a copy).
+    fn take_message(&mut self) -> Result<Option<HubMessage>, ProtocolError> {
+        let headers = self.headers.take().unwrap_or_default();
         let message = match self.message_type.ok_or_else(|| missing("type"))? {
             1 => HubMessage::Invocation(Invocation {
                 headers,
-                invocation_id: rules::optional_id(self.invocation_id),
-                target: rules::target(self.target.ok_or_else(|| missing("target"))?, "Invocation")?,
-                arguments: self.arguments.ok_or_else(|| missing("arguments"))?,
-                stream_ids: self.stream_ids.unwrap_or_default(),
+                invocation_id: rules::optional_id(self.invocation_id.take()),
+                target: rules::target(
+                    self.target.take().ok_or_else(|| missing("target"))?,
+                    "Invocation",
+                )?,
+                arguments: self.arguments.take().ok_or_else(|| missing("arguments"))?,
+                stream_ids: self.stream_ids.take().unwrap_or_default(),
             }),
             2 => HubMessage::StreamItem(StreamItem {
                 headers,
-                invocation_id: required_id(self.invocation_id, "StreamItem")?,
-                item: self.item.ok_or_else(|| missing("item"))?,
+                invocation_id: required_id(self.invocation_id.take(), "StreamItem")?,
+                item: self.item.take().ok_or_else(|| missing("item"))?,
             }),
             3 => HubMessage::Completion(Completion {
                 headers,
-                invocation_id: required_id(self.invocation_id, "Completion")?,
-                result: match (self.error, self.result) {
+                invocation_id: required_id(self.invocation_id.take(), "Completion")?,
+                result: match (self.error.take(), self.result.take()) {
                     (None, None) => CompletionResult::Void,
                     (None, Some(result)) => CompletionResult::Value(result),
                     // The JS client accepts an error next to a null result; .NET rejects any result.
@@ -93,21 +97,21 @@ impl Fields {
             }),
             4 => HubMessage::StreamInvocation(StreamInvocation {
                 headers,
-                invocation_id: required_id(self.invocation_id, "StreamInvocation")?,
+                invocation_id: required_id(self.invocation_id.take(), "StreamInvocation")?,
                 target: rules::target(
-                    self.target.ok_or_else(|| missing("target"))?,
+                    self.target.take().ok_or_else(|| missing("target"))?,
                     "StreamInvocation",
                 )?,
-                arguments: self.arguments.ok_or_else(|| missing("arguments"))?,
-                stream_ids: self.stream_ids.unwrap_or_default(),
+                arguments: self.arguments.take().ok_or_else(|| missing("arguments"))?,
+                stream_ids: self.stream_ids.take().unwrap_or_default(),
             }),
             5 => HubMessage::CancelInvocation(CancelInvocation {
                 headers,
-                invocation_id: required_id(self.invocation_id, "CancelInvocation")?,
+                invocation_id: required_id(self.invocation_id.take(), "CancelInvocation")?,
             }),
             6 => HubMessage::Ping,
             7 => HubMessage::Close(Close {
-                error: self.error,
+                error: self.error.take(),
                 allow_reconnect: self.allow_reconnect.unwrap_or(false),
             }),
             8 => HubMessage::Ack(Ack {
@@ -242,8 +246,9 @@ impl RecordReader<'_> {
         }
         let number = self.scanner.number()?;
         self.text
+            .as_bytes()
             .get(number)
-            .and_then(|digits| digits.parse().ok())
+            .and_then(int64)
             .ok_or_else(|| {
                 ProtocolError::invalid(format!("Expected '{name}' to be an integer (int64)."))
             })
@@ -362,6 +367,30 @@ impl RecordReader<'_> {
     }
 }
 
+/// The value of a number token (checked by the scanner) if it is an integer that fits an int64:
+/// no fraction, no exponent (as .NET's `GetInt64`; `-0` is 0).
+fn int64(number: &[u8]) -> Option<i64> {
+    let (negative, digits) = match number.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, number),
+    };
+    let mut value: i64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(digit - b'0');
+        // Negative numbers are built downwards, so that i64::MIN fits.
+        value = value.checked_mul(10)?;
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
 /// The text of `string`, whose content is `raw`, with its escapes decoded.
 fn unescape_string(string: &RawString, raw: &str) -> Result<String, ProtocolError> {
     unescape(raw).map_err(|expected| {
@@ -386,5 +415,141 @@ impl fmt::Display for Field<'_> {
             Self::Named(name) => write!(f, "'{name}'"),
             Self::HeaderValue(key) => write!(f, "header '{key}'"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_text(text: &'static str) -> Result<Option<HubMessage>, ProtocolError> {
+        decode(&Bytes::from_static(text.as_bytes()))
+    }
+
+    fn error_text(text: &'static str) -> String {
+        match decode_text(text) {
+            Err(error) => error.to_string(),
+            Ok(message) => panic!("{text} decoded to {message:?}"),
+        }
+    }
+
+    #[test]
+    fn integers_are_json_integers_that_fit_an_int64() {
+        for (text, expected) in [
+            (r#"{"type":8,"sequenceId":0}"#, 0),
+            (r#"{"type":8,"sequenceId":-0}"#, 0),
+            (r#"{"type":8,"sequenceId":9223372036854775807}"#, i64::MAX),
+            (r#"{"type":8,"sequenceId":-9223372036854775808}"#, i64::MIN),
+        ] {
+            assert_eq!(
+                decode_text(text),
+                Ok(Some(HubMessage::Ack(Ack {
+                    sequence_id: expected
+                }))),
+                "{text}"
+            );
+        }
+        for text in [
+            r#"{"type":8,"sequenceId":9223372036854775808}"#,
+            r#"{"type":8,"sequenceId":-9223372036854775809}"#,
+            r#"{"type":8,"sequenceId":1.0}"#,
+            r#"{"type":8,"sequenceId":1e5}"#,
+        ] {
+            assert_eq!(
+                error_text(text),
+                "Expected 'sequenceId' to be an integer (int64).",
+                "{text}"
+            );
+        }
+        assert!(decode_text(r#"{"type":01}"#).is_err());
+        assert_eq!(decode_text(r#"{"type":10}"#), Ok(None));
+    }
+
+    #[test]
+    fn property_names_and_strings_are_unescaped_only_when_needed() {
+        let Ok(Some(HubMessage::Invocation(call))) =
+            decode_text(r#"{"typ\u0065":1,"target":"Sen\u0064 \ud83d\ude00","arguments":[]}"#)
+        else {
+            panic!("expected an invocation");
+        };
+        assert_eq!(call.target, "Send 😀");
+        assert_eq!(
+            error_text(r#"{"type":1,"target":"\ud83d","arguments":[]}"#),
+            "Error reading JSON at byte 20: expected a \\u escape of a character, not half a surrogate pair."
+        );
+        // Unknown properties may hold any JSON, lone surrogates included, but it must be JSON.
+        assert_eq!(
+            decode_text(r#"{"type":6,"x":{"a":["\udc00",-0.5e-3,null]}}"#),
+            Ok(Some(HubMessage::Ping))
+        );
+        assert!(decode_text(r#"{"type":6,"x":[1,]}"#).is_err());
+        assert!(decode_text(r#"{"type":6,"x":01}"#).is_err());
+    }
+
+    #[test]
+    fn the_last_duplicate_property_wins() {
+        assert_eq!(
+            decode_text(r#"{"type":1,"type":6}"#),
+            Ok(Some(HubMessage::Ping))
+        );
+        let Ok(Some(HubMessage::StreamItem(item))) =
+            decode_text(r#"{"type":2,"invocationId":"a","item":1,"invocationId":"b","item":[2]}"#)
+        else {
+            panic!("expected a stream item");
+        };
+        assert_eq!(
+            (&*item.invocation_id, item.item.as_bytes().as_ref()),
+            ("b", &b"[2]"[..])
+        );
+    }
+
+    #[test]
+    fn only_whitespace_may_surround_the_object() {
+        assert_eq!(
+            decode_text(" \t\r\n{ \"type\" : 6 } \n"),
+            Ok(Some(HubMessage::Ping))
+        );
+        assert!(decode_text(r#"{"type":6}x"#).is_err());
+        assert!(decode_text(r#"{"type":6}{}"#).is_err());
+        assert!(decode_text("{\"type\":6}\u{1e}").is_err());
+        assert_eq!(
+            error_text("true"),
+            "Unexpected JSON Token Type 'True'. Expected a JSON Object."
+        );
+        assert_eq!(
+            error_text("-1"),
+            "Unexpected JSON Token Type 'Number'. Expected a JSON Object."
+        );
+        assert_eq!(
+            error_text("nul"),
+            "Error reading JSON at byte 0: expected a value."
+        );
+    }
+
+    #[test]
+    fn payloads_are_slices_of_the_record_without_surrounding_whitespace() {
+        let Ok(Some(HubMessage::Invocation(call))) =
+            decode_text(r#"{"type":1,"target":"T","arguments":[ 1 , "a\"b" ,{"k" : [ ] } ]}"#)
+        else {
+            panic!("expected an invocation");
+        };
+        let arguments: Vec<&[u8]> = call
+            .arguments
+            .iter()
+            .map(|a| a.as_bytes().as_ref())
+            .collect();
+        assert_eq!(arguments, [&b"1"[..], br#""a\"b""#, br#"{"k" : [ ] }"#]);
+    }
+
+    #[test]
+    fn stream_ids_are_non_empty_strings() {
+        assert_eq!(
+            error_text(r#"{"type":1,"target":"T","arguments":[],"streamIds":[1]}"#),
+            "Expected the elements of 'streamIds' to be of type String."
+        );
+        assert_eq!(
+            error_text(r#"{"type":1,"target":"T","arguments":[],"streamIds":[""]}"#),
+            "Null or empty value in streamIds received."
+        );
     }
 }

@@ -154,10 +154,15 @@ impl<'t> Scanner<'t> {
     }
 
     /// Moves over plain string content, up to the next `"`, `\\` or control character (or the
-    /// end of the text). Looks at eight bytes at a time, so long strings are cheap to step over.
+    /// end of the text).
     #[inline(always)]
     fn skip_plain(&mut self) {
-        while let Some(word) = self.text.get(self.pos..).and_then(<[u8]>::first_chunk) {
+        // Names, ids and short texts end within the first 32 bytes: word-sized tests find the
+        // end faster than a call to `memchr2` would.
+        for _ in 0..4 {
+            let Some(word) = self.text.get(self.pos..).and_then(<[u8]>::first_chunk) else {
+                break;
+            };
             let special = special_bytes(u64::from_le_bytes(*word));
             if special != 0 {
                 // The lowest flagged byte is the first special one (see `special_bytes`).
@@ -166,11 +171,38 @@ impl<'t> Scanner<'t> {
             }
             self.pos += 8;
         }
-        while let Some(&byte) = self.text.get(self.pos) {
-            if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                return;
+        if self.text.len() - self.pos.min(self.text.len()) >= 8 {
+            self.skip_long_plain();
+        } else {
+            while let Some(&byte) = self.text.get(self.pos) {
+                if is_special(byte) {
+                    return;
+                }
+                self.pos += 1;
             }
-            self.pos += 1;
+        }
+    }
+
+    /// Moves over the rest of a long run of plain string content: `memchr2` (SIMD) finds the
+    /// next `"` or `\\`, then a test without early exit, which the compiler vectorizes, looks
+    /// for control characters before it. Well under an instruction per byte.
+    #[inline(never)]
+    #[allow(
+        clippy::needless_bitwise_bool,
+        reason = "`|` has no early exit, which lets the loop vectorize"
+    )]
+    fn skip_long_plain(&mut self) {
+        let rest = self.text.get(self.pos..).unwrap_or_default();
+        let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+        let plain = rest.get(..run).unwrap_or_default();
+        if plain
+            .iter()
+            .fold(false, |found, &byte| found | (byte < 0x20))
+        {
+            // Not JSON: stop at the control character, which `string` reports.
+            self.pos += plain.iter().position(|&byte| byte < 0x20).unwrap_or(run);
+        } else {
+            self.pos += run;
         }
     }
 
@@ -268,7 +300,9 @@ impl<'t> Scanner<'t> {
         Ok(start..self.pos)
     }
 
-    /// Skips an array or object, which must come next, with everything in it.
+    /// Skips an array or object, which must come next, with everything in it. Kept out of
+    /// [`Scanner::value`] so that scalar values do not pay for its setup.
+    #[inline(never)]
     fn container(&mut self) -> Result<(), SyntaxError> {
         let mut nesting = Nesting::default();
         loop {
@@ -344,6 +378,11 @@ impl<'t> Scanner<'t> {
             Err(self.error("a value"))
         }
     }
+}
+
+/// Whether `byte` ends plain string content: `"`, `\\` or a control character.
+fn is_special(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
 }
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -545,14 +584,24 @@ mod tests {
         }
         // DEL and everything above it may appear unescaped.
         assert!(skip("\"\u{7f}\"").is_ok());
+        // Also deep inside a long string, before its end.
+        let long = format!("\"{}\u{1}{}\"", "a".repeat(50), "b".repeat(50));
+        assert_eq!(
+            skip(&long),
+            Err(SyntaxError {
+                at: 51,
+                expected: "a control character to be escaped"
+            })
+        );
     }
 
     #[test]
     fn plain_content_stops_at_the_first_special_byte_in_any_position() {
-        for length in 0..40 {
+        // Past 32 bytes the long-run path (memchr2 and the control-character test) takes over.
+        for length in 0..100 {
             for special in [b'"', b'\\', 0x00, 0x1f] {
                 let mut bytes = vec![b'a'; length];
-                bytes.extend([special, b'"', 0x01]);
+                bytes.extend([special, b'"', 0x01, b'\\']);
                 bytes.extend([b'z'; 9]);
                 let mut scanner = Scanner::new(&bytes);
                 scanner.skip_plain();
