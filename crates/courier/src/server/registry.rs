@@ -248,14 +248,19 @@ impl Registry {
         send_timeout: Duration,
     ) -> Result<(), ProtocolError> {
         let recipients = self.recipients(target);
+        // Encode for every protocol in use before delivering anything, so that a value one protocol cannot
+        // encode fails the whole send rather than part of it.
         let mut encoded: [Option<Bytes>; 2] = [None, None];
+        for recipient in &recipients {
+            let slot = &mut encoded[usize::from(recipient.protocol == Protocol::MessagePack)];
+            if slot.is_none() {
+                *slot = Some(encode(recipient.protocol)?.freeze());
+            }
+        }
         let mut waiting = Vec::new();
         for recipient in recipients {
-            let slot = &mut encoded[usize::from(recipient.protocol == Protocol::MessagePack)];
-            let bytes = match slot {
-                Some(bytes) => bytes.clone(),
-                None => slot.insert(encode(recipient.protocol)?.freeze()).clone(),
-            };
+            let slot = &encoded[usize::from(recipient.protocol == Protocol::MessagePack)];
+            let Some(bytes) = slot.clone() else { continue };
             match recipient.outbound.try_send(Outbound::Message(bytes)) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                 Err(mpsc::error::TrySendError::Full(message)) => waiting.push((recipient, message)),
