@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{PROTOCOLS, Peer, expect_completion, invocation};
 use courier::server::{Context, Hub, HubError, HubOptions, UploadStream};
-use courier_protocol::{CompletionResult, Protocol};
+use courier_protocol::{CompletionResult, HubMessage, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -228,4 +228,24 @@ async fn invocations_beyond_the_parallel_limit_wait_for_a_free_slot() {
         assert_eq!(ids, ["1", "2", "3"]);
         assert_eq!(running.load(Ordering::SeqCst), 0);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_timeout_does_not_run_while_the_server_is_not_reading() {
+    let gate = Arc::new(Semaphore::new(0));
+    let hub = holding_hub(1, gate.clone(), Arc::new(AtomicUsize::new(0)));
+    let (mut peer, handle) = Peer::connect(&hub, Protocol::Json).await;
+    peer.send(HubMessage::Ping).await;
+    peer.send(invocation(Protocol::Json, Some("1"), "Hold", &[json!(1)]))
+        .await;
+    peer.send(invocation(Protocol::Json, Some("2"), "Hold", &[json!(2)]))
+        .await;
+    // The second call waits for the first, and nothing is read meanwhile: a minute passes.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!handle.is_closed());
+    gate.add_permits(2);
+    assert_eq!(expect_completion(peer.recv().await).invocation_id, "1");
+    assert_eq!(expect_completion(peer.recv().await).invocation_id, "2");
+    // Reading resumed: now the client's silence counts again.
+    assert!(peer.expect_end().await.is_some());
 }

@@ -302,8 +302,7 @@ impl Connection {
             return Some(until);
         }
         let keep_alive = self.last_sent + self.hub.options.keep_alive_interval;
-        let client_timeout = self
-            .client_pinged
+        let client_timeout = (self.client_pinged && self.reading())
             .then(|| self.last_received + self.hub.options.client_timeout_interval);
         let ack = self.link.as_ref().and_then(Link::ack_deadline);
         [Some(keep_alive), client_timeout, ack]
@@ -345,7 +344,10 @@ impl Connection {
             }
 
             Event::Outbound(item) => self.on_outbound(item),
-            Event::Unblocked => self.blocked = None,
+            Event::Unblocked => {
+                self.blocked = None;
+                self.resume_reading();
+            }
             Event::Stop(Stop::Abort) => {
                 return Err(End::Aborted("the connection was aborted".into()));
             }
@@ -613,6 +615,7 @@ impl Connection {
                     self.complete(id, result);
                 }
                 if let Some(invocation) = self.waiting.take() {
+                    self.resume_reading();
                     self.on_invocation(invocation);
                 }
             }
@@ -674,6 +677,7 @@ impl Connection {
             };
         }
         if self.client_pinged
+            && self.reading()
             && now >= self.last_received + self.hub.options.client_timeout_interval
         {
             let detail = self.hub.options.enable_detailed_errors.then_some(
@@ -692,6 +696,12 @@ impl Connection {
             self.queue(&HubMessage::Ping);
         }
         Ok(())
+    }
+
+    /// Reading resumes after a pause (an invocation waited for a slot, an upload for room): the client's silence
+    /// while this side did not read is not its fault, so the client timeout starts over (as in .NET).
+    fn resume_reading(&mut self) {
+        self.last_received = Instant::now();
     }
 
     fn begin_draining(&mut self) {
