@@ -8,6 +8,7 @@
 //!   [`Clients`](server::Clients) and [`Groups`](server::Groups) to send to; stateful reconnect.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod server;
 pub mod transport;
 

@@ -48,8 +48,9 @@ impl Args {
     /// Adds a plain argument.
     #[must_use]
     pub fn arg<T: Serialize + Send + 'static>(mut self, value: T) -> Self {
-        self.values
-            .push(Box::new(move |protocol| Payload::from_value(protocol, &value)));
+        self.values.push(Box::new(move |protocol| {
+            Payload::from_value(protocol, &value)
+        }));
         self
     }
 
@@ -70,13 +71,20 @@ impl Args {
     }
 
     /// Encodes the plain arguments and prepares the upload streams for `protocol`.
-    pub(crate) fn encode(self, protocol: Protocol) -> Result<(Vec<Payload>, Vec<Upload>), ProtocolError> {
+    pub(crate) fn encode(
+        self,
+        protocol: Protocol,
+    ) -> Result<(Vec<Payload>, Vec<Upload>), ProtocolError> {
         let values = self
             .values
             .into_iter()
             .map(|encode| encode(protocol))
             .collect::<Result<_, _>>()?;
-        let uploads = self.uploads.into_iter().map(|open| open(protocol)).collect();
+        let uploads = self
+            .uploads
+            .into_iter()
+            .map(|open| open(protocol))
+            .collect();
         Ok((values, uploads))
     }
 }

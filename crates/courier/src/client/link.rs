@@ -32,7 +32,9 @@ impl Link {
     }
 
     fn now(&self) -> Timestamp {
-        let millis = Instant::now().saturating_duration_since(self.epoch).as_millis();
+        let millis = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_millis();
         Timestamp::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
     }
 

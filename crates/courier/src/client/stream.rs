@@ -64,7 +64,9 @@ impl<T: DeserializeOwned> Stream for HubStream<T> {
                 self.done = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(item.deserialize().map_err(InvokeError::from))),
+            Poll::Ready(Some(Ok(item))) => {
+                Poll::Ready(Some(item.deserialize().map_err(InvokeError::from)))
+            }
             Poll::Ready(Some(Err(error))) => {
                 self.done = true;
                 Poll::Ready(Some(Err(error)))

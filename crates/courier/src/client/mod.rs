@@ -1,0 +1,476 @@
+//! The hub client: a [`HubConnection`] to a SignalR hub (a Courier server or ASP.NET Core) over any
+//! [`Transport`](crate::Transport), opened by a [`Connector`].
+//!
+//! It follows the official JavaScript client (HUB-PROTOCOL.md §3, §5.3, §7–§9): the handshake, then a Ping;
+//! client methods by name (ignoring ASCII case) that may answer client-result invocations; `invoke`, `send`,
+//! streams both ways; keep-alive pings and the server timeout; automatic reconnect with a [`ReconnectPolicy`]
+//! (off unless asked); and stateful reconnect when the connector grants it.
+//!
+//! ```
+//! use courier::client::{HubConnection, InProcessConnector};
+//! use courier::server::{Context, Hub, HubError};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let hub = Hub::builder()
+//!     .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move { Ok::<_, HubError>(a + b) })
+//!     .build();
+//! let connection = HubConnection::builder(InProcessConnector::new(hub))
+//!     .on("Ask", |(question,): (String,)| async move { Ok::<_, String>(format!("{question}? yes")) })
+//!     .start()
+//!     .await?;
+//! let sum: i64 = connection.invoke("add", (40, 2)).await?;
+//! assert_eq!(sum, 42);
+//! connection.stop().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Events
+//!
+//! [`HubConnection::events`] subscribes to [`ConnectionEvent`]s (reconnecting, reconnected, closed) on a
+//! broadcast channel holding the last [`EVENT_CAPACITY`] events: a subscriber that falls further behind skips the
+//! oldest ones (it reads `Lagged`). [`HubConnection::state`] and [`HubConnection::closed`] give the current state
+//! and the final error without subscribing.
+
+mod args;
+mod connector;
+mod driver;
+mod error;
+mod link;
+mod reconnect;
+mod stream;
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use courier_protocol::{ByteString, MessageReader, Payload, Protocol};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+pub use args::{Args, HandlerArgs};
+pub use connector::{Connector, ConnectorError, InProcessConnector, Opened, Reattach};
+pub use error::{InvokeError, StartError};
+pub use reconnect::{ReconnectDelays, ReconnectPolicy, RetryContext};
+pub use stream::HubStream;
+
+use driver::{Command, Reply};
+
+/// How many [`ConnectionEvent`]s a subscriber may fall behind before it skips the oldest.
+pub const EVENT_CAPACITY: usize = 16;
+
+/// How many calls may wait for the connection's task before a caller waits for room.
+const COMMAND_QUEUE: usize = 64;
+
+/// How many items of one server-to-client stream are buffered for a slow reader.
+const STREAM_BUFFER: usize = 16;
+
+/// A client method: binds the arguments, runs, and answers with an encoded result or an error text.
+type Handler = Arc<
+    dyn Fn(Protocol, &[Payload]) -> Result<BoxFuture<'static, Result<Payload, String>>, String>
+        + Send
+        + Sync,
+>;
+
+/// What happened to a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The connection was lost and automatic reconnect begins; the error that ended it, if any.
+    Reconnecting {
+        /// Why the connection was lost.
+        error: Option<String>,
+    },
+    /// A new connection is up after a reconnect.
+    Reconnected {
+        /// The new connection's id, if the connector knows it.
+        connection_id: Option<String>,
+    },
+    /// The connection has closed for good.
+    Closed {
+        /// Why, or `None` after [`HubConnection::stop`] or a clean close.
+        error: Option<String>,
+    },
+}
+
+/// The state of a [`HubConnection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Connected: calls go out at once.
+    Connected,
+    /// Lost and reconnecting: calls wait for the new connection.
+    Reconnecting,
+    /// Closed for good: calls fail with [`InvokeError::NotConnected`].
+    Disconnected,
+}
+
+/// The state and connection id, shared by the driver with every handle.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    state: ConnectionState,
+    connection_id: Option<String>,
+    error: Option<String>,
+}
+
+/// The options of a connection (see the setters of [`HubConnectionBuilder`] for their defaults).
+#[derive(Clone)]
+pub(crate) struct Config {
+    protocol: Protocol,
+    keep_alive_interval: Duration,
+    server_timeout: Duration,
+    handshake_timeout: Duration,
+    maximum_receive_message_size: Option<usize>,
+    stateful_reconnect: bool,
+    stateful_reconnect_buffer_size: usize,
+    maximum_parallel_handlers: usize,
+    reconnect: Option<Arc<dyn ReconnectPolicy>>,
+    handlers: Arc<HashMap<String, Handler>>,
+}
+
+/// Builds and starts a [`HubConnection`].
+pub struct HubConnectionBuilder {
+    connector: Arc<dyn Connector>,
+    config: Config,
+    handlers: HashMap<String, Handler>,
+}
+
+impl std::fmt::Debug for HubConnectionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut handlers: Vec<_> = self.handlers.keys().collect();
+        handlers.sort();
+        f.debug_struct("HubConnectionBuilder")
+            .field("protocol", &self.config.protocol)
+            .field("handlers", &handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubConnectionBuilder {
+    fn new(connector: impl Connector) -> Self {
+        Self {
+            connector: Arc::new(connector),
+            config: Config {
+                protocol: Protocol::Json,
+                keep_alive_interval: Duration::from_secs(15),
+                server_timeout: Duration::from_secs(30),
+                handshake_timeout: Duration::from_secs(15),
+                maximum_receive_message_size: Some(1024 * 1024),
+                stateful_reconnect: false,
+                stateful_reconnect_buffer_size: courier_delivery::Policy::LINK_BUFFER_BYTES,
+                maximum_parallel_handlers: 64,
+                reconnect: None,
+                handlers: Arc::default(),
+            },
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// The hub protocol. Default: JSON.
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.config.protocol = protocol;
+        self
+    }
+
+    /// Registers a client method, called when the server invokes `name` (ignoring ASCII case; a later handler for
+    /// the same name replaces an earlier one).
+    ///
+    /// Its arguments are a tuple of `DeserializeOwned` values ([`HandlerArgs`]). When the server asks for a result
+    /// (a client-result invocation, with an invocation id), the client answers with a Completion carrying the
+    /// returned value, or the error's text; arguments that do not bind answer with the binding error. Without a
+    /// handler, such an invocation is answered `Client didn't provide a result.`.
+    #[must_use]
+    pub fn on<A, R, E, F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        A: HandlerArgs,
+        R: Serialize + Send + 'static,
+        E: Display + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |protocol, arguments| {
+            let call = handler(A::bind(arguments)?);
+            Ok(async move {
+                match call.await {
+                    Ok(value) => Payload::from_value(protocol, &value).map_err(|e| e.to_string()),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            .boxed())
+        });
+        self.handlers.insert(name.to_ascii_lowercase(), handler);
+        self
+    }
+
+    /// Reconnects automatically with [`ReconnectDelays::default`] (0, 2, 10 and 30 seconds, then stop), as the
+    /// JavaScript client's `withAutomaticReconnect()`. Default: no automatic reconnect.
+    #[must_use]
+    pub fn automatic_reconnect(self) -> Self {
+        self.reconnect_policy(ReconnectDelays::default())
+    }
+
+    /// Reconnects automatically with this policy. Default: no automatic reconnect.
+    #[must_use]
+    pub fn reconnect_policy(mut self, policy: impl ReconnectPolicy) -> Self {
+        self.config.reconnect = Some(Arc::new(policy));
+        self
+    }
+
+    /// Asks the connector for stateful reconnect (HUB-PROTOCOL.md §7). When granted, the client speaks protocol
+    /// version 2 and, when the transport breaks, re-opens the same connection once, with nothing lost. Default:
+    /// false.
+    #[must_use]
+    pub fn stateful_reconnect(mut self, ask: bool) -> Self {
+        self.config.stateful_reconnect = ask;
+        self
+    }
+
+    /// How many bytes of sent messages stateful reconnect keeps until the server acknowledges them; while the
+    /// buffer is full, calls wait. Default: 100 000 (the JavaScript client's).
+    #[must_use]
+    pub fn stateful_reconnect_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.stateful_reconnect_buffer_size = bytes;
+        self
+    }
+
+    /// A Ping is sent when nothing else was sent for this long. Default: 15 s.
+    #[must_use]
+    pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.config.keep_alive_interval = interval;
+        self
+    }
+
+    /// The connection closes with `Server timeout elapsed without receiving a message from the server.` when
+    /// nothing is received for this long. Default: 30 s (twice the server's keep-alive interval).
+    #[must_use]
+    pub fn server_timeout(mut self, timeout: Duration) -> Self {
+        self.config.server_timeout = timeout;
+        self
+    }
+
+    /// How long the server may take to answer the handshake. Default: 15 s.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// The largest message accepted from the server, framing included; a larger one closes the connection.
+    /// `None`: no limit. Default: 1 MiB.
+    #[must_use]
+    pub fn maximum_receive_message_size(mut self, bytes: Option<usize>) -> Self {
+        self.config.maximum_receive_message_size = bytes;
+        self
+    }
+
+    /// How many client-method calls may run at once; beyond that the connection stops reading from the server
+    /// until one finishes. Default: 64.
+    #[must_use]
+    pub fn maximum_parallel_handlers(mut self, count: usize) -> Self {
+        self.config.maximum_parallel_handlers = count.max(1);
+        self
+    }
+
+    /// Connects, runs the handshake, and spawns the task that drives the connection on the current tokio runtime.
+    pub async fn start(mut self) -> Result<HubConnection, StartError> {
+        self.config.handlers = Arc::new(self.handlers);
+        let live = driver::open(&self.config, self.connector.as_ref()).await?;
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (cancels_tx, cancels) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (status_tx, status) = watch::channel(Status {
+            state: ConnectionState::Connected,
+            connection_id: live.connection_id.clone(),
+            error: None,
+        });
+        let driver = driver::Driver::new(
+            self.config.clone(),
+            self.connector,
+            driver::Channels {
+                commands,
+                cancels,
+                stop,
+                events: events.clone(),
+                status: status_tx,
+            },
+        );
+        tokio::spawn(driver.run(live));
+        Ok(HubConnection {
+            inner: Arc::new(Inner {
+                protocol: self.config.protocol,
+                commands: commands_tx,
+                cancels: cancels_tx,
+                stop: stop_tx,
+                events,
+                status,
+                next_id: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    protocol: Protocol,
+    commands: mpsc::Sender<Command>,
+    cancels: mpsc::UnboundedSender<ByteString>,
+    stop: watch::Sender<bool>,
+    events: broadcast::Sender<ConnectionEvent>,
+    status: watch::Receiver<Status>,
+    /// Invocation and upload stream ids: a decimal counter from "0", as the JavaScript client.
+    next_id: AtomicU64,
+}
+
+/// A connection to a hub. Cheap to clone (all clones are the same connection); when the last clone is dropped
+/// the connection stops.
+///
+/// Calls made while the connection reconnects wait for the new connection; calls made after it closed for good
+/// fail with [`InvokeError::NotConnected`].
+#[derive(Clone)]
+pub struct HubConnection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HubConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConnection")
+            .field("protocol", &self.inner.protocol)
+            .field("status", &*self.inner.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubConnection {
+    /// Starts building a connection that opens its transports with `connector`.
+    pub fn builder(connector: impl Connector) -> HubConnectionBuilder {
+        HubConnectionBuilder::new(connector)
+    }
+
+    /// The hub protocol in use.
+    pub fn protocol(&self) -> Protocol {
+        self.inner.protocol
+    }
+
+    /// The current connection's id, if the connector knows it (it changes on an automatic reconnect, not on a
+    /// stateful re-attach).
+    pub fn connection_id(&self) -> Option<String> {
+        self.inner.status.borrow().connection_id.clone()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.status.borrow().state
+    }
+
+    /// Subscribes to the connection's events from now on (see the [module docs](self#events)).
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Waits until the connection has closed for good; the error that closed it, if any.
+    pub async fn closed(&self) -> Option<String> {
+        let mut status = self.inner.status.clone();
+        let status = status
+            .wait_for(|status| status.state == ConnectionState::Disconnected)
+            .await;
+        status.ok().and_then(|status| status.error.clone())
+    }
+
+    /// Closes the connection: sends a Close message, closes the transport, and fails calls still waiting with
+    /// [`InvokeError::ConnectionClosed`]. Returns once the connection has closed.
+    pub async fn stop(&self) {
+        self.inner.stop.send_replace(true);
+        let _ = self.closed().await;
+    }
+
+    fn next_id(&self) -> ByteString {
+        self.inner
+            .next_id
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string()
+            .into()
+    }
+
+    async fn call(
+        &self,
+        target: &str,
+        args: Args,
+        reply: Reply,
+        id: Option<ByteString>,
+    ) -> Result<(), InvokeError> {
+        let (arguments, uploads) = args.encode(self.inner.protocol)?;
+        let uploads = uploads
+            .into_iter()
+            .map(|upload| (self.next_id(), upload))
+            .collect();
+        let command = Command::Call {
+            id,
+            target: target.into(),
+            arguments,
+            uploads,
+            reply,
+        };
+        self.inner
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| InvokeError::NotConnected)
+    }
+
+    /// Calls a hub method and waits for its result, bound to `T` (`()` for a method with no result).
+    ///
+    /// An error Completion is [`InvokeError::Hub`] with the server's text (e.g. `Failed to invoke 'x' due to an
+    /// error on the server. HubException: Method does not exist.`).
+    pub async fn invoke<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Into<Args>,
+    ) -> Result<T, InvokeError> {
+        let (reply, result) = oneshot::channel();
+        let id = self.next_id();
+        self.call(method, args.into(), Reply::Result(reply), Some(id))
+            .await?;
+        let payload = result.await.map_err(|_| InvokeError::ConnectionClosed)??;
+        Ok(payload.deserialize()?)
+    }
+
+    /// Calls a hub method without waiting for it to run (no invocation id, no answer); returns once the call was
+    /// written to the transport.
+    pub async fn send(&self, method: &str, args: impl Into<Args>) -> Result<(), InvokeError> {
+        let (reply, written) = oneshot::channel();
+        self.call(method, args.into(), Reply::Written(reply), None)
+            .await?;
+        written.await.map_err(|_| InvokeError::ConnectionClosed)?
+    }
+
+    /// Calls a streaming hub method; its items arrive on the returned [`HubStream`]. Dropping the stream cancels
+    /// it on the server.
+    pub async fn stream<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Into<Args>,
+    ) -> Result<HubStream<T>, InvokeError> {
+        let (items_tx, items) = mpsc::channel(STREAM_BUFFER);
+        let id = self.next_id();
+        self.call(
+            method,
+            args.into(),
+            Reply::Stream(items_tx),
+            Some(id.clone()),
+        )
+        .await?;
+        Ok(HubStream::new(id, items, self.inner.cancels.clone()))
+    }
+}
+
+/// A reader for the connection's protocol and limit.
+fn reader(config: &Config) -> MessageReader {
+    MessageReader::new(config.protocol, config.maximum_receive_message_size)
+}
