@@ -139,7 +139,12 @@ pub enum TransportError {
 /// An ordered duplex of frames plus what it knows of its connection.
 ///
 /// The stream yields received frames in order and ends (`None`) when the peer closed the transport cleanly; an
-/// `Err` item means it broke. The sink sends frames in order; closing it closes the transport cleanly.
+/// `Err` item means it broke (a stateful-reconnect connection then waits for a new transport, while a clean end is
+/// final). The sink sends frames in order; closing it closes the transport cleanly.
+///
+/// A transport bounds the size of the frames it accepts: the hub limits each hub message
+/// ([`maximum_receive_message_size`](crate::server::HubOptions::maximum_receive_message_size)), but a frame
+/// reaches it whole.
 pub trait Transport:
     Stream<Item = Result<Frame, TransportError>>
     + Sink<Frame, Error = TransportError>

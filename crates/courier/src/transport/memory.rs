@@ -68,8 +68,8 @@ impl MemoryTransport {
     /// Breaks the transport without a clean close: the other end reads [`TransportError::Reset`] and then
     /// nothing more. This end's stream ends.
     pub fn break_link(mut self) {
-        // If the queue is full the error cannot be queued; closing still ends the other side's stream, which is
-        // the weaker signal, so make room-free delivery likely by trying first.
+        // With the queue full the error cannot be queued, and the other end then sees a clean end instead: tests
+        // that break a link keep its queue from filling up.
         let _ = self.outgoing.try_send(Err(TransportError::Reset));
         self.outgoing.close_channel();
         self.incoming.close();
