@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{PROTOCOLS, Peer};
 use courier::Frame;
-use courier::server::{AcceptError, ConnectionOptions, Context, Hub, HubError, HubOptions};
+use courier::server::{
+    AcceptError, ConnectionOptions, Context, Hub, HubError, HubOptions, Identity,
+};
 use courier::transport::memory;
 use courier_protocol::{Close, HubMessage, Protocol};
 use serde_json::json;
@@ -185,6 +187,97 @@ async fn the_auth_hook_can_refuse_a_connection() {
     let (server, _client) = memory::pair();
     let refused = hub.accept(server, ConnectionOptions::default()).await;
     assert!(matches!(refused, Err(AcceptError::Unauthorized(reason)) if reason == "no token"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_identity_from_authenticate_is_taken_without_running_the_hook_again() {
+    let runs = Arc::new(Mutex::new(0));
+    let counted = runs.clone();
+    let hub = Hub::builder()
+        .authenticate(move |info| {
+            *counted.lock().unwrap() += 1;
+            async move {
+                info.access_token
+                    .map(Some)
+                    .ok_or_else(|| "no token".to_owned())
+            }
+        })
+        .method("WhoAmI", |ctx: Context, ()| async move {
+            Ok::<_, HubError>((
+                ctx.connection_id().to_string(),
+                ctx.user_id().map(str::to_owned),
+            ))
+        })
+        .build();
+    let info = courier::TransportInfo::new().with_access_token("alice");
+    assert_eq!(
+        hub.authenticate(&info).await.unwrap(),
+        Identity::user("alice")
+    );
+    assert!(matches!(
+        hub.authenticate(&courier::TransportInfo::new()).await,
+        Err(AcceptError::Unauthorized(reason)) if reason == "no token"
+    ));
+    assert_eq!(*runs.lock().unwrap(), 2);
+
+    // The transport layer's connection id and identity: `accept` runs no hook, and methods see both.
+    let options = ConnectionOptions::default()
+        .connection_id("from-negotiate")
+        .identity(Identity::user("alice"));
+    let (mut peer, handle) = Peer::open_with(&hub, Protocol::Json, info, options).await;
+    peer.handshake(1).await;
+    assert_eq!(handle.id().as_str(), "from-negotiate");
+    let (id, user): (String, Option<String>) = peer.call_ok("1", "WhoAmI", &[]).await;
+    assert_eq!(
+        (id.as_str(), user.as_deref()),
+        ("from-negotiate", Some("alice"))
+    );
+    assert_eq!(*runs.lock().unwrap(), 2);
+
+    // Without them, `accept` runs the hook and makes an id.
+    let info = courier::TransportInfo::new().with_access_token("bob");
+    let (mut peer, handle) =
+        Peer::open_with(&hub, Protocol::Json, info, ConnectionOptions::default()).await;
+    peer.handshake(1).await;
+    let (id, user): (String, Option<String>) = peer.call_ok("1", "WhoAmI", &[]).await;
+    assert_eq!(
+        (id.as_str(), user.as_deref()),
+        (handle.id().as_str(), Some("bob"))
+    );
+    assert_eq!(id.len(), 22);
+    assert_eq!(*runs.lock().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_ends_the_connection_with_a_plain_close() {
+    let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let log = disconnects.clone();
+    let hub = Hub::builder()
+        .method("Leave", |ctx: Context, ()| async move {
+            ctx.abort();
+            Ok::<_, HubError>(())
+        })
+        .on_disconnected(move |_ctx: Context, error| {
+            let log = log.clone();
+            async move { log.lock().unwrap().push(error) }
+        })
+        .build();
+    for protocol in PROTOCOLS {
+        let (mut peer, handle) = Peer::connect(&hub, protocol).await;
+        peer.send(common::invocation(protocol, Some("1"), "Leave", &[]))
+            .await;
+        // A plain Close: no error, no allowReconnect (`{"type":7}`).
+        let close = loop {
+            match peer.recv_any().await {
+                Some(HubMessage::Close(close)) => break close,
+                Some(HubMessage::Completion(_)) => {}
+                other => panic!("expected a Close, got {other:?}"),
+            }
+        };
+        assert_eq!(close, Close::default());
+        handle.closed().await;
+    }
+    assert_eq!(*disconnects.lock().unwrap(), [None, None]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -12,6 +12,7 @@ use courier::server::{
 };
 use courier::transport::memory;
 use courier_protocol::{Ack, Close, CompletionResult, HubMessage, Protocol, Sequence};
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -158,10 +159,8 @@ async fn the_server_acks_received_messages_every_second_only_when_stateful() {
             .is_err()
     );
     let (server, _client) = memory::pair();
-    assert!(matches!(
-        handle.reattach(server).await,
-        Err(ReattachError::ConnectionGone)
-    ));
+    let refused = handle.reattach(server).await.unwrap_err();
+    assert!(matches!(refused.reason(), ReattachError::ConnectionGone));
 }
 
 #[tokio::test(start_paused = true)]
@@ -233,9 +232,11 @@ async fn without_a_reattach_within_the_disconnect_timeout_the_connection_ends() 
         disconnects.lock().unwrap()[0].is_some(),
         "the disconnect hook hears why"
     );
-    let (server, _client) = memory::pair();
-    assert!(matches!(
-        handle.reattach(server).await,
-        Err(ReattachError::ConnectionGone)
-    ));
+    let (server, mut client) = memory::pair();
+    let refused = handle.reattach(server).await.unwrap_err();
+    assert!(matches!(refused.reason(), ReattachError::ConnectionGone));
+    // The transport comes back still open, so that its owner can close it properly.
+    let mut server = refused.into_transport();
+    server.close().await.unwrap();
+    assert!(client.next().await.is_none());
 }

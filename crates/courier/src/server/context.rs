@@ -5,6 +5,7 @@ use std::sync::Arc;
 use courier_protocol::Protocol;
 
 use crate::TransportInfo;
+use crate::server::registry::Stop;
 use crate::server::{ClientProxy, Clients, ConnectionId, Groups, HubInner, SingleClientProxy};
 
 /// A handle on a hub for the application, outside hub methods (ASP.NET Core's `IHubContext`): send to clients and
@@ -72,6 +73,14 @@ impl Context {
     /// What the transport knew of the connection (address, token, headers).
     pub fn transport_info(&self) -> &TransportInfo {
         &self.connection.transport
+    }
+
+    /// Ends the caller's connection (ASP.NET Core's `Context.Abort()`): it sends a plain Close (`{"type":7}`: no
+    /// error, no `allowReconnect`) and closes its transport, for good even under stateful reconnect. Running
+    /// invocations are dropped and the disconnect hook runs without an error. The method that calls it still
+    /// returns, but its result no longer reaches the client. Does nothing if the connection has ended already.
+    pub fn abort(&self) {
+        self.hub.hub.registry.stop(&self.connection.id, Stop::Close);
     }
 
     /// The hub, for sends that outlive the call.

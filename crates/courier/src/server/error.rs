@@ -100,6 +100,45 @@ pub enum ReattachError {
     ConnectionGone,
 }
 
+/// A refused [`ConnectionHandle::reattach`](crate::server::ConnectionHandle::reattach): why, and the transport that
+/// was not taken (close it, or answer the client otherwise).
+pub struct ReattachFailed<T> {
+    reason: ReattachError,
+    transport: T,
+}
+
+impl<T> ReattachFailed<T> {
+    pub(crate) fn new(reason: ReattachError, transport: T) -> Self {
+        Self { reason, transport }
+    }
+
+    /// Why the transport was refused.
+    pub fn reason(&self) -> &ReattachError {
+        &self.reason
+    }
+
+    /// The transport that was not taken.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+}
+
+impl<T> std::fmt::Debug for ReattachFailed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReattachFailed")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Display for ReattachFailed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.reason.fmt(f)
+    }
+}
+
+impl<T> std::error::Error for ReattachFailed<T> {}
+
 /// A failed send inside a hub method fails the method (masked unless detailed errors are on), so `?` works.
 impl From<SendError> for HubError {
     fn from(error: SendError) -> Self {

@@ -47,6 +47,7 @@ mod connection;
 mod context;
 mod error;
 mod id;
+mod identity;
 mod method;
 mod options;
 mod registry;
@@ -63,8 +64,11 @@ use tokio::sync::{mpsc, watch};
 
 pub use clients::{ClientProxy, Clients, Groups, SingleClientProxy};
 pub use context::{Context, HubContext};
-pub use error::{AcceptError, ClientResultError, HubError, ReattachError, SendError};
+pub use error::{
+    AcceptError, ClientResultError, HubError, ReattachError, ReattachFailed, SendError,
+};
 pub use id::ConnectionId;
+pub use identity::Identity;
 pub use method::{Arguments, BindError, Binder, HubArgument, HubArguments, UploadStream};
 pub use options::{ConnectionOptions, HubOptions};
 
@@ -130,13 +134,50 @@ impl Hub {
         &self.inner.options
     }
 
-    /// Takes a connection: runs the auth hook on the transport's [`TransportInfo`], then spawns the task that
-    /// drives the connection (handshake, then hub messages until it ends) on the current tokio runtime.
+    /// Runs the auth hook on what a transport knows of its client: the [`Identity`] it admits (anonymous without a
+    /// hook), or [`AcceptError::Unauthorized`] with the hook's reason.
     ///
-    /// The returned handle carries the connection id and, when `options` grant stateful reconnect, lets the
-    /// transport layer hand in a new transport after the old one broke ([`ConnectionHandle::reattach`]).
-    /// A refused connection's transport is dropped without a word: the transport layer answers the refusal in its
-    /// own terms (an HTTP 401, say) from the [`AcceptError`].
+    /// [`accept`](Self::accept) runs it itself unless [`ConnectionOptions::identity`] says it already ran: a transport
+    /// layer that must answer a refusal before the connection exists (HTTP 401 at negotiate, or before a WebSocket
+    /// upgrade) calls it first and passes the identity on.
+    ///
+    /// ```
+    /// use courier::server::{AcceptError, Hub, Identity};
+    /// use courier::TransportInfo;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = Hub::builder()
+    ///     .authenticate(|info: TransportInfo| async move {
+    ///         match info.access_token.as_deref() {
+    ///             Some("alice-token") => Ok(Some("alice".to_owned())),
+    ///             _ => Err("no valid token".to_owned()),
+    ///         }
+    ///     })
+    ///     .build();
+    /// let alice = TransportInfo::new().with_access_token("alice-token");
+    /// assert_eq!(hub.authenticate(&alice).await.unwrap(), Identity::user("alice"));
+    /// let stranger = TransportInfo::new();
+    /// assert!(matches!(hub.authenticate(&stranger).await, Err(AcceptError::Unauthorized(_))));
+    /// # });
+    /// ```
+    pub async fn authenticate(&self, info: &TransportInfo) -> Result<Identity, AcceptError> {
+        match &self.inner.authenticate {
+            Some(authenticate) => authenticate(info.clone())
+                .await
+                .map(Identity::from)
+                .map_err(AcceptError::Unauthorized),
+            None => Ok(Identity::anonymous()),
+        }
+    }
+
+    /// Takes a connection: runs the auth hook on the transport's [`TransportInfo`] (unless `options` carry the
+    /// [`Identity`] it gave already), then spawns the task that drives the connection (handshake, then hub
+    /// messages until it ends) on the current tokio runtime.
+    ///
+    /// The returned handle carries the connection id (the one in `options`, or a new one) and, when `options`
+    /// grant stateful reconnect, lets the transport layer hand in a new transport after the old one broke
+    /// ([`ConnectionHandle::reattach`]). A refused connection's transport is dropped without a word: the transport
+    /// layer answers the refusal in its own terms (an HTTP 401, say) from the [`AcceptError`].
     pub async fn accept(
         &self,
         transport: impl Transport,
@@ -145,13 +186,11 @@ impl Hub {
         if self.inner.registry.is_shutting_down() {
             return Err(AcceptError::ShuttingDown);
         }
-        let user = match &self.inner.authenticate {
-            Some(authenticate) => authenticate(transport.info().clone())
-                .await
-                .map_err(AcceptError::Unauthorized)?,
-            None => None,
+        let identity = match options.identity {
+            Some(identity) => identity,
+            None => self.authenticate(transport.info()).await?,
         };
-        let id = ConnectionId::generate();
+        let id = options.connection_id.unwrap_or_else(ConnectionId::generate);
         let (ended_tx, ended) = watch::channel(false);
         let (reattach_tx, reattach_rx) = if options.stateful_reconnect {
             let (tx, rx) = mpsc::channel(1);
@@ -162,7 +201,7 @@ impl Hub {
         tokio::spawn(connection::run(connection::Setup {
             hub: self.inner.clone(),
             id: id.clone(),
-            user,
+            user: identity.into_user_id(),
             transport: Box::new(transport),
             stateful_granted: options.stateful_reconnect,
             reattach: reattach_rx,
@@ -210,15 +249,25 @@ impl ConnectionHandle {
     /// what the other may have missed; the connection id stays the same.
     ///
     /// Fails if the connection was not granted stateful reconnect, or has ended (closed, or no transport was
-    /// handed in within the [`disconnect_timeout`](HubOptions::disconnect_timeout)). A connection whose client
-    /// asked for protocol version 1 despite the grant does not reconnect either: it reports
-    /// [`ReattachError::ConnectionGone`].
-    pub async fn reattach(&self, transport: impl Transport) -> Result<(), ReattachError> {
-        let sender = self.reattach.as_ref().ok_or(ReattachError::NotStateful)?;
-        sender
-            .send(Box::new(transport))
-            .await
-            .map_err(|_| ReattachError::ConnectionGone)
+    /// handed in within the [`disconnect_timeout`](HubOptions::disconnect_timeout)); the error hands the transport
+    /// back, so that the caller can close it properly. A connection whose client asked for protocol version 1
+    /// despite the grant does not reconnect either: it reports [`ReattachError::ConnectionGone`]. A transport
+    /// handed in just as the connection ends is closed by the connection.
+    pub async fn reattach<T: Transport>(&self, transport: T) -> Result<(), ReattachFailed<T>> {
+        let Some(sender) = &self.reattach else {
+            return Err(ReattachFailed::new(ReattachError::NotStateful, transport));
+        };
+        // Reserve first: a closed channel then hands back the transport itself rather than a box of it.
+        match sender.reserve().await {
+            Ok(permit) => {
+                permit.send(Box::new(transport));
+                Ok(())
+            }
+            Err(_) => Err(ReattachFailed::new(
+                ReattachError::ConnectionGone,
+                transport,
+            )),
+        }
     }
 
     /// Whether the connection has ended.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::server::{ConnectionId, Identity};
+
 /// Limits and timeouts of every connection of a hub. Names and defaults follow ASP.NET Core's `HubOptions`.
 ///
 /// ```
@@ -119,12 +121,30 @@ setters! {
 }
 
 /// What the transport layer decided for one connection, given to [`Hub::accept`](crate::server::Hub::accept).
+///
+/// ```
+/// use courier::server::{ConnectionOptions, Identity};
+///
+/// // What an HTTP layer passes after negotiate and an auth check before the WebSocket upgrade.
+/// let options = ConnectionOptions::default()
+///     .connection_id("LdMdGk4kHpivAW6lhZoC3g")
+///     .identity(Identity::user("alice"))
+///     .stateful_reconnect(true);
+/// assert_eq!(options.connection_id.as_ref().map(|id| id.as_str()), Some("LdMdGk4kHpivAW6lhZoC3g"));
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ConnectionOptions {
     /// Stateful reconnect was granted (negotiate's `useStatefulReconnect`). It takes effect only if the client's
     /// handshake asks for protocol version 2. Default false.
     pub stateful_reconnect: bool,
+    /// The connection's public id, as the transport layer already told the client (negotiate's `connectionId`).
+    /// It must be unique among the hub's live connections (random ids are). Default `None`: the hub makes one.
+    pub connection_id: Option<ConnectionId>,
+    /// Who the client is, when the transport layer already ran the hub's auth hook through
+    /// [`Hub::authenticate`](crate::server::Hub::authenticate) (say, before a WebSocket upgrade, to answer a refusal
+    /// with HTTP 401): `accept` then does not run the hook again. Default `None`: `accept` runs the hook.
+    pub identity: Option<Identity>,
 }
 
 impl ConnectionOptions {
@@ -132,6 +152,20 @@ impl ConnectionOptions {
     #[must_use]
     pub fn stateful_reconnect(mut self, granted: bool) -> Self {
         self.stateful_reconnect = granted;
+        self
+    }
+
+    /// Sets [`ConnectionOptions::connection_id`].
+    #[must_use]
+    pub fn connection_id(mut self, id: impl Into<ConnectionId>) -> Self {
+        self.connection_id = Some(id.into());
+        self
+    }
+
+    /// Sets [`ConnectionOptions::identity`].
+    #[must_use]
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
         self
     }
 }

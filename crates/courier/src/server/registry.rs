@@ -31,8 +31,10 @@ pub(crate) enum Outbound {
 pub(crate) enum Stop {
     /// Graceful shutdown: finish running invocations, send Close, end.
     Shutdown,
-    /// Abort at once (a send to it timed out, or the app aborted it).
+    /// Abort at once, without a Close (a send to it timed out, or the shutdown deadline passed).
     Abort,
+    /// End at once with a plain Close (the app called [`Context::abort`](crate::server::Context::abort)).
+    Close,
 }
 
 /// A connection as the registry knows it.

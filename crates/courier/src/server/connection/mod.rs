@@ -24,7 +24,9 @@ use self::link::Link;
 use crate::server::context::ConnectionInfo;
 use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
 use crate::server::registry::{Entry, Outbound, Stop};
-use crate::server::{ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner};
+use crate::server::{
+    ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner, HubOptions,
+};
 use crate::{Frame, Transport, TransportError};
 
 /// Everything [`run`] needs to start a connection.
@@ -57,6 +59,7 @@ pub(crate) async fn run(setup: Setup) {
     } = setup;
     let Some(agreed) = handshake::run(transport.as_mut(), &hub.options).await else {
         let _ = transport.close().await;
+        refuse_reattach(reattach, &hub.options).await;
         ended.send_replace(true);
         return;
     };
@@ -75,7 +78,7 @@ pub(crate) async fn run(setup: Setup) {
     ) {
         // Shutdown began during the handshake.
         let mut connection = Connection::new(
-            hub,
+            hub.clone(),
             ctx,
             agreed.protocol,
             transport,
@@ -85,14 +88,20 @@ pub(crate) async fn run(setup: Setup) {
             stop,
         );
         connection.finish(End::Close(shutdown_close())).await;
+        refuse_reattach(reattach, &hub.options).await;
         ended.send_replace(true);
         return;
     }
     let epoch = Instant::now();
     let stateful = stateful_granted && agreed.version >= 2;
     let link = stateful.then(|| Link::new(hub.options.stateful_reconnect_buffer_size, epoch));
-    // Without stateful reconnect the receiver is dropped here, so `reattach` fails at once.
-    let reattach = reattach.filter(|_| stateful);
+    // Without stateful reconnect the receiver goes here, so `reattach` fails at once.
+    let reattach = if stateful {
+        reattach
+    } else {
+        refuse_reattach(reattach, &hub.options).await;
+        None
+    };
     let mut connection = Connection::new(
         hub.clone(),
         ctx.clone(),
@@ -352,6 +361,7 @@ impl Connection {
                 return Err(End::Aborted("the connection was aborted".into()));
             }
             Event::Stop(Stop::Shutdown) => self.begin_draining(),
+            Event::Stop(Stop::Close) => return Err(End::Close(Close::default())),
             Event::Reattach(transport) => self.attach(transport),
             Event::Timer => return self.on_timer(),
         }
@@ -850,6 +860,7 @@ impl Connection {
 
     /// Ends the connection: sends the Close if there is one, closes the transport, and releases what waits on it.
     async fn finish(&mut self, end: End) {
+        refuse_reattach(self.reattach.take(), &self.hub.options).await;
         for (_, stream) in self.streams.drain() {
             stream.abort();
         }
@@ -878,6 +889,20 @@ impl Connection {
                     tokio::time::timeout(self.hub.options.send_timeout, transport.close()).await;
             }
         }
+    }
+}
+
+/// Refuses further re-attached transports, and closes those handed in before the refusal took effect (they were
+/// accepted by [`ConnectionHandle::reattach`](crate::server::ConnectionHandle::reattach), so nobody else will).
+async fn refuse_reattach(
+    reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
+    options: &HubOptions,
+) {
+    let Some(mut reattach) = reattach else { return };
+    reattach.close();
+    // `recv` returns `None` only once no reserved slot can still deliver a transport.
+    while let Some(mut transport) = reattach.recv().await {
+        let _ = tokio::time::timeout(options.send_timeout, transport.close()).await;
     }
 }
 
