@@ -171,7 +171,7 @@ impl<'t> Scanner<'t> {
             }
             self.pos += 8;
         }
-        if self.text.len() - self.pos.min(self.text.len()) >= 8 {
+        if self.text.len().saturating_sub(self.pos) >= 8 {
             self.skip_long_plain();
         } else {
             while let Some(&byte) = self.text.get(self.pos) {
@@ -246,7 +246,9 @@ impl<'t> Scanner<'t> {
             self.at_least_one_digit()?;
         }
         if self.eat_byte(b'e') || self.eat_byte(b'E') {
-            let _sign = self.eat_byte(b'+') || self.eat_byte(b'-');
+            if !self.eat_byte(b'+') {
+                self.eat_byte(b'-');
+            }
             self.at_least_one_digit()?;
         }
         Ok(start..self.pos)
@@ -262,8 +264,8 @@ impl<'t> Scanner<'t> {
         found
     }
 
-    #[inline(always)]
     /// Moves over a run of ASCII digits, eight at a time where possible.
+    #[inline(always)]
     fn digits(&mut self) {
         while let Some(word) = self.text.get(self.pos..).and_then(<[u8]>::first_chunk) {
             let others = non_digit_bytes(u64::from_le_bytes(*word));
