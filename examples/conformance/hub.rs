@@ -1,0 +1,120 @@
+//! The conformance hub's methods (CONFORMANCE.md, "Hub methods"), except reliable delivery.
+
+use std::time::Duration;
+
+use courier::server::{ClientResultError, Context, Hub, HubError, UploadStream};
+use futures::{Stream, StreamExt, stream};
+
+/// Any value a client may send, in either protocol. MessagePack values (binary, extension types) survive an echo
+/// over MessagePack unchanged; JSON values map onto the same model and back.
+type AnyValue = rmpv::Value;
+
+/// The hub, with ASP.NET Core's default limits (courier's default `HubOptions` are those) and `authenticate` giving each
+/// connection the user id that `user_of` finds in its access token.
+pub(crate) fn build(user_of: fn(Option<&str>) -> Result<Option<String>, String>) -> Hub {
+    Hub::builder()
+        .authenticate(move |info| async move { user_of(info.access_token.as_deref()) })
+        .on_connected(|ctx: Context| async move {
+            tracing::info!(connection = %ctx.connection_id(), user = ?ctx.user_id(), "connected");
+            Ok(())
+        })
+        .on_disconnected(|ctx: Context, error: Option<String>| async move {
+            tracing::info!(connection = %ctx.connection_id(), ?error, "disconnected");
+        })
+        .method("Echo", |_ctx: Context, (value,): (AnyValue,)| async move {
+            Ok::<_, HubError>(value)
+        })
+        .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move {
+            a.checked_add(b)
+                .ok_or_else(|| HubError::new(format!("{a} + {b} overflows a 64-bit integer.")))
+        })
+        .method("Fail", |_ctx: Context, (message,): (String,)| async move {
+            Err::<(), _>(HubError::new(message))
+        })
+        .method("WhoAmI", |ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(ctx.user_id().map(str::to_owned))
+        })
+        .method("GetConnectionId", |ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(ctx.connection_id().to_string())
+        })
+        .stream_method("Counter", |_ctx: Context, (count, delay_ms): (i32, i32)| {
+            counter(count, delay_ms)
+        })
+        .method("Sum", |_ctx: Context, (numbers,): (UploadStream<i64>,)| {
+            sum(numbers)
+        })
+        .method(
+            "JoinGroup",
+            |ctx: Context, (group,): (String,)| async move {
+                ctx.groups().add(ctx.connection_id(), &group);
+                Ok::<_, HubError>(())
+            },
+        )
+        .method(
+            "LeaveGroup",
+            |ctx: Context, (group,): (String,)| async move {
+                ctx.groups().remove(ctx.connection_id(), &group);
+                Ok::<_, HubError>(())
+            },
+        )
+        .method(
+            "SendToGroup",
+            |ctx: Context, (group, text): (String, String)| async move {
+                let from = ctx.user_id().map(str::to_owned);
+                ctx.clients()
+                    .group(group)
+                    .send("Receive", (from, text))
+                    .await?;
+                Ok::<_, HubError>(())
+            },
+        )
+        .method(
+            "SendToUser",
+            |ctx: Context, (user, text): (String, String)| async move {
+                let from = ctx.user_id().map(str::to_owned);
+                ctx.clients()
+                    .user(user)
+                    .send("Receive", (from, text))
+                    .await?;
+                Ok::<_, HubError>(())
+            },
+        )
+        .method("Broadcast", |ctx: Context, (text,): (String,)| async move {
+            let from = ctx.user_id().map(str::to_owned);
+            ctx.clients().all().send("Receive", (from, text)).await?;
+            Ok::<_, HubError>(())
+        })
+        .method("Ask", |ctx: Context, (question,): (String,)| async move {
+            ctx.caller()
+                .invoke::<AnyValue>("Answer", (question,))
+                .await
+                .map_err(|error| match error {
+                    // The client's own error text is what the caller wants to see.
+                    ClientResultError::Client(text) => HubError::new(text),
+                    other => HubError::internal(other),
+                })
+        })
+        .build()
+}
+
+/// The integers `0..count`, `delay_ms` apart (the first at once). Negative values count as 0.
+fn counter(count: i32, delay_ms: i32) -> impl Stream<Item = Result<i32, HubError>> {
+    let delay = Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0));
+    stream::iter(0..count.max(0)).then(move |i| async move {
+        if i > 0 {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(i)
+    })
+}
+
+/// The sum of an upload stream, once the client completes it.
+async fn sum(mut numbers: UploadStream<i64>) -> Result<i64, HubError> {
+    let mut total: i64 = 0;
+    while let Some(n) = numbers.next().await {
+        total = total
+            .checked_add(n?)
+            .ok_or_else(|| HubError::new("The sum overflows a 64-bit integer."))?;
+    }
+    Ok(total)
+}
