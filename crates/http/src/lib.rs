@@ -12,6 +12,7 @@
 
 mod client;
 mod client_transport;
+mod connector;
 mod endpoint;
 mod ids;
 mod server_transport;
@@ -19,5 +20,6 @@ mod websocket;
 
 pub use client::{ConnectError, HttpConnector, Session};
 pub use client_transport::ClientTransport;
+pub use connector::hub_connection;
 pub use endpoint::{ConnectionHandler, EndpointOptions, HubEndpoint, NewConnection};
 pub use server_transport::WebSocketTransport;
