@@ -10,6 +10,7 @@ use std::time::Duration;
 use client_common::{CuttableConnector, ScriptedConnector, accept_handshake, next_text};
 use courier::Frame;
 use courier::client::{ConnectionEvent, ConnectionState, HubConnection, ReconnectDelays};
+use courier::protocol::Protocol;
 use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
@@ -177,8 +178,15 @@ async fn without_a_policy_a_lost_connection_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn stateful_reconnect_survives_a_cut_mid_stream() {
+    for protocol in [Protocol::Json, Protocol::MessagePack] {
+        stateful_cut_mid_stream(protocol).await;
+    }
+}
+
+async fn stateful_cut_mid_stream(protocol: Protocol) {
     let connector = CuttableConnector::new(client_common::hub(Arc::default()));
     let connection = HubConnection::builder(connector.clone())
+        .protocol(protocol)
         .stateful_reconnect(true)
         .automatic_reconnect()
         .start()
@@ -251,4 +259,63 @@ async fn a_refused_reattach_falls_back_to_automatic_reconnect() {
     let who: String = connection.invoke("WhoAmI", ()).await.unwrap();
     assert_eq!(who, second_id);
     connection.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stateful_reconnect_speaks_version_2_and_acks_a_second_after_a_receipt() {
+    let (connector, mut servers) = ScriptedConnector::granting_stateful();
+    let server = tokio::spawn(async move {
+        let mut server = servers.recv().await.unwrap();
+        let request = accept_handshake(&mut server, "{}").await;
+        assert_eq!(
+            next_text(&mut server).await.as_deref(),
+            Some("{\"type\":6}\u{1e}")
+        );
+        let notes = "{\"type\":1,\"target\":\"Note\",\"arguments\":[\"a\"]}\u{1e}\
+                     {\"type\":1,\"target\":\"Note\",\"arguments\":[\"b\"]}\u{1e}";
+        server.send(Frame::Text(notes.into())).await.unwrap();
+        let sent_at = Instant::now();
+        let ack = next_text(&mut server).await;
+        (request, ack, sent_at.elapsed())
+    });
+    let (notes_tx, mut notes) = tokio::sync::mpsc::channel(4);
+    let connection = HubConnection::builder(connector)
+        .stateful_reconnect(true)
+        .on("note", move |(text,): (String,)| {
+            let notes = notes_tx.clone();
+            async move { notes.send(text).await.map_err(|e| e.to_string()) }
+        })
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(notes.recv().await.as_deref(), Some("a"));
+    assert_eq!(notes.recv().await.as_deref(), Some("b"));
+    let (request, ack, after) = server.await.unwrap();
+    assert_eq!(request, "{\"protocol\":\"json\",\"version\":2}\u{1e}");
+    assert_eq!(ack.as_deref(), Some("{\"type\":8,\"sequenceId\":2}\u{1e}"));
+    assert_eq!(after, Duration::from_secs(1));
+    drop(connection);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_stateful_buffer_makes_calls_wait_for_the_servers_ack() {
+    for (buffer, waits) in [(100_000, false), (1, true)] {
+        let connector = CuttableConnector::new(client_common::hub(Arc::default()));
+        let connection = HubConnection::builder(connector)
+            .stateful_reconnect(true)
+            .stateful_reconnect_buffer_size(buffer)
+            .start()
+            .await
+            .unwrap();
+        let start = Instant::now();
+        assert_eq!(connection.invoke::<i64>("Add", (1, 2)).await, Ok(3));
+        assert_eq!(connection.invoke::<i64>("Add", (3, 4)).await, Ok(7));
+        // The server acknowledges on a 1 s timer; only then is there room for the second call.
+        assert_eq!(
+            start.elapsed() >= Duration::from_millis(900),
+            waits,
+            "buffer of {buffer} bytes"
+        );
+        connection.stop().await;
+    }
 }

@@ -257,7 +257,8 @@ impl Driver {
                 let _ = transport.close().await;
             }
             self.transport = None;
-            if !reconnect || self.config.reconnect.is_none() {
+            // `stop()` while the connection was being lost ends it without a reconnect.
+            if !reconnect || self.config.reconnect.is_none() || self.stop_requested() {
                 break error;
             }
             match self.reconnect(error).await {
@@ -277,6 +278,11 @@ impl Driver {
         let connection_id = self.channels.status.borrow().connection_id.clone();
         self.set_status(ConnectionState::Disconnected, connection_id, error.clone());
         let _ = self.channels.events.send(ConnectionEvent::Closed { error });
+    }
+
+    /// Whether `stop()` was called or every handle is gone.
+    fn stop_requested(&self) -> bool {
+        *self.channels.stop.borrow() || self.channels.stop.has_changed().is_err()
     }
 
     fn set_status(
@@ -316,7 +322,11 @@ impl Driver {
                     let _ = reply.send(Err(InvokeError::ConnectionClosed));
                 }
                 Pending::Stream(items) => {
-                    let _ = items.try_send(Err(InvokeError::ConnectionClosed));
+                    // Behind the items still buffered, so the reader learns that the stream was cut short (one
+                    // short-lived task per open stream).
+                    tokio::spawn(async move {
+                        let _ = items.send(Err(InvokeError::ConnectionClosed)).await;
+                    });
                 }
             }
         }

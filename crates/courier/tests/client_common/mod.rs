@@ -185,26 +185,54 @@ impl Reattach for CuttableReattach {
 }
 
 /// Connects to a scripted server: each connection's server end goes to the test through a channel.
+/// Grants stateful reconnect when asked if made with [`ScriptedConnector::granting_stateful`] (re-attaching then
+/// always fails).
 #[derive(Clone)]
 pub struct ScriptedConnector {
     servers: mpsc::Sender<MemoryTransport>,
+    grant_stateful: bool,
 }
 
 impl ScriptedConnector {
     pub fn new() -> (Self, mpsc::Receiver<MemoryTransport>) {
         let (servers, receiver) = mpsc::channel(8);
-        (Self { servers }, receiver)
+        (
+            Self {
+                servers,
+                grant_stateful: false,
+            },
+            receiver,
+        )
+    }
+
+    pub fn granting_stateful() -> (Self, mpsc::Receiver<MemoryTransport>) {
+        let (mut connector, receiver) = Self::new();
+        connector.grant_stateful = true;
+        (connector, receiver)
     }
 }
 
 impl Connector for ScriptedConnector {
-    fn connect(&self, _stateful_reconnect: bool) -> BoxFuture<'_, Result<Opened, ConnectorError>> {
+    fn connect(&self, stateful_reconnect: bool) -> BoxFuture<'_, Result<Opened, ConnectorError>> {
         async move {
             let (server_end, client_end) = memory::pair();
             self.servers.send(server_end).await?;
-            Ok(Opened::new(client_end))
+            let opened = Opened::new(client_end);
+            Ok(if stateful_reconnect && self.grant_stateful {
+                opened.with_reattach(NoReattach)
+            } else {
+                opened
+            })
         }
         .boxed()
+    }
+}
+
+struct NoReattach;
+
+impl Reattach for NoReattach {
+    fn reopen(&mut self) -> BoxFuture<'_, Result<Box<dyn Transport>, ConnectorError>> {
+        async { Err("the scripted server does not re-attach".into()) }.boxed()
     }
 }
 
