@@ -223,3 +223,58 @@ async fn a_refused_handshake_fails_start() {
         "{\"protocol\":\"json\",\"version\":1}\u{1e}"
     );
 }
+
+/// Reads records (JSON text without the separator) until `count` have arrived; frames may hold several.
+async fn records(
+    server: &mut courier::transport::memory::MemoryTransport,
+    count: usize,
+) -> Vec<String> {
+    let mut records = Vec::new();
+    while records.len() < count {
+        let text = client_common::next_text(server)
+            .await
+            .expect("the client is connected");
+        records.extend(text.split_terminator('\u{1e}').map(str::to_owned));
+    }
+    records
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wire_carries_what_the_javascript_client_sends() {
+    use courier::Frame;
+    use futures::SinkExt;
+
+    let (connector, mut servers) = client_common::ScriptedConnector::new();
+    let server = tokio::spawn(async move {
+        let mut server = servers.recv().await.unwrap();
+        client_common::accept_handshake(&mut server, "{}").await;
+        let mut seen = records(&mut server, 5).await;
+        let done = "{\"type\":3,\"invocationId\":\"1\",\"result\":3}\u{1e}\
+                    {\"type\":1,\"invocationId\":\"s1\",\"target\":\"Unknown\",\"arguments\":[]}\u{1e}";
+        server.send(Frame::Text(done.into())).await.unwrap();
+        seen.extend(records(&mut server, 1).await);
+        seen
+    });
+    let connection = HubConnection::builder(connector).start().await.unwrap();
+    let sum: i64 = connection
+        .invoke(
+            "Sum",
+            Args::new().arg(0).upload(futures::stream::iter([1, 2])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sum, 3);
+    assert_eq!(
+        server.await.unwrap(),
+        [
+            r#"{"type":6}"#,
+            // Upload streams take their ids before the invocation, as in the JavaScript client.
+            r#"{"type":1,"invocationId":"1","target":"Sum","arguments":[0],"streamIds":["0"]}"#,
+            r#"{"type":2,"invocationId":"0","item":1}"#,
+            r#"{"type":2,"invocationId":"0","item":2}"#,
+            r#"{"type":3,"invocationId":"0"}"#,
+            r#"{"type":3,"invocationId":"s1","error":"Client didn't provide a result."}"#,
+        ]
+    );
+    connection.stop().await;
+}

@@ -317,6 +317,12 @@ impl HubConnectionBuilder {
     }
 }
 
+/// A call's encoded arguments and its upload streams with their ids.
+struct Prepared {
+    arguments: Vec<Payload>,
+    uploads: Vec<(ByteString, args::Upload)>,
+}
+
 struct Inner {
     protocol: Protocol,
     commands: mpsc::Sender<Command>,
@@ -398,23 +404,29 @@ impl HubConnection {
             .into()
     }
 
-    async fn call(
-        &self,
-        target: &str,
-        args: Args,
-        reply: Reply,
-        id: Option<ByteString>,
-    ) -> Result<(), InvokeError> {
-        let (arguments, uploads) = args.encode(self.inner.protocol)?;
+    /// Encodes the arguments and gives the upload streams their ids (before the invocation takes its own, as in
+    /// the JavaScript client).
+    fn prepare(&self, args: impl Into<Args>) -> Result<Prepared, InvokeError> {
+        let (arguments, uploads) = args.into().encode(self.inner.protocol)?;
         let uploads = uploads
             .into_iter()
             .map(|upload| (self.next_id(), upload))
             .collect();
+        Ok(Prepared { arguments, uploads })
+    }
+
+    async fn submit(
+        &self,
+        target: &str,
+        prepared: Prepared,
+        id: Option<ByteString>,
+        reply: Reply,
+    ) -> Result<(), InvokeError> {
         let command = Command::Call {
             id,
             target: target.into(),
-            arguments,
-            uploads,
+            arguments: prepared.arguments,
+            uploads: prepared.uploads,
             reply,
         };
         self.inner
@@ -433,9 +445,10 @@ impl HubConnection {
         method: &str,
         args: impl Into<Args>,
     ) -> Result<T, InvokeError> {
+        let prepared = self.prepare(args)?;
         let (reply, result) = oneshot::channel();
         let id = self.next_id();
-        self.call(method, args.into(), Reply::Result(reply), Some(id))
+        self.submit(method, prepared, Some(id), Reply::Result(reply))
             .await?;
         let payload = result.await.map_err(|_| InvokeError::ConnectionClosed)??;
         Ok(payload.deserialize()?)
@@ -445,7 +458,8 @@ impl HubConnection {
     /// written to the transport.
     pub async fn send(&self, method: &str, args: impl Into<Args>) -> Result<(), InvokeError> {
         let (reply, written) = oneshot::channel();
-        self.call(method, args.into(), Reply::Written(reply), None)
+        let prepared = self.prepare(args)?;
+        self.submit(method, prepared, None, Reply::Written(reply))
             .await?;
         written.await.map_err(|_| InvokeError::ConnectionClosed)?
     }
@@ -458,14 +472,10 @@ impl HubConnection {
         args: impl Into<Args>,
     ) -> Result<HubStream<T>, InvokeError> {
         let (items_tx, items) = mpsc::channel(STREAM_BUFFER);
+        let prepared = self.prepare(args)?;
         let id = self.next_id();
-        self.call(
-            method,
-            args.into(),
-            Reply::Stream(items_tx),
-            Some(id.clone()),
-        )
-        .await?;
+        self.submit(method, prepared, Some(id.clone()), Reply::Stream(items_tx))
+            .await?;
         Ok(HubStream::new(id, items, self.inner.cancels.clone()))
     }
 }
