@@ -20,6 +20,6 @@ mod websocket;
 
 pub use client::{ConnectError, HttpConnector, Session};
 pub use client_transport::ClientTransport;
-pub use connector::hub_connection;
+pub use connector::{TokenConnector, hub_connection};
 pub use endpoint::{ConnectionHandler, EndpointOptions, HubEndpoint, NewConnection};
 pub use server_transport::WebSocketTransport;

@@ -4,11 +4,12 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::serve;
-use courier::client::HubConnection;
+use courier::client::{HubConnection, StartError};
 use courier::protocol::Protocol;
 use courier::server::{Context, Hub, HubError};
 use courier_http::{EndpointOptions, HttpConnector, HubEndpoint};
@@ -121,5 +122,70 @@ async fn a_stateful_connection_reattaches_after_its_socket_is_killed() {
     let who: String = connection.invoke("WhoAmI", ()).await.unwrap();
     assert_eq!(who, id, "the same connection");
     assert!(events.try_recv().is_err(), "no reconnect and no close");
+    connection.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_factory_gives_every_connect_and_reattach_a_fresh_token() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hub = {
+        let seen = seen.clone();
+        Hub::builder()
+            .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move {
+                Ok::<_, HubError>(a + b)
+            })
+            .authenticate(move |info| {
+                let seen = seen.clone();
+                async move {
+                    let token = info.access_token.unwrap_or_default();
+                    seen.lock().unwrap().push(token.clone());
+                    if token.starts_with("token-") {
+                        Ok(Some(token))
+                    } else {
+                        Err("a token is required".to_owned())
+                    }
+                }
+            })
+            .build()
+    };
+    let endpoint =
+        HubEndpoint::new(hub).options(EndpointOptions::new().allow_stateful_reconnects(true));
+    let server = serve(endpoint.router("/hub")).await;
+    let (proxy, addr) = Proxy::start(server).await;
+    let url = format!("http://{addr}/hub");
+
+    let refused = HubConnection::builder(HttpConnector::new(&url).unwrap())
+        .start()
+        .await;
+    assert!(
+        matches!(refused, Err(StartError::Connect(_))),
+        "no token: {refused:?}"
+    );
+
+    let issued = Arc::new(AtomicUsize::new(0));
+    let connector = {
+        let issued = issued.clone();
+        HttpConnector::new(&url)
+            .unwrap()
+            .access_token_factory(move || {
+                let n = issued.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, std::io::Error>(format!("token-{n}")) }
+            })
+    };
+    let connection = HubConnection::builder(connector)
+        .stateful_reconnect(true)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(connection.invoke::<i64>("Add", (1, 2)).await, Ok(3));
+    proxy.kill_all();
+    assert_eq!(connection.invoke::<i64>("Add", (3, 4)).await, Ok(7));
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "one token per connect and re-attach"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.last().map(String::as_str), Some("token-1"), "{seen:?}");
     connection.stop().await;
 }
