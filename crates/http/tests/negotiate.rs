@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Echo, http, serve};
+use common::{Echo, Guarded, http, serve};
 use courier_http::{EndpointOptions, HubEndpoint};
 use serde_json::Value;
 
@@ -167,8 +167,7 @@ async fn only_post_negotiates() {
 
 #[tokio::test]
 async fn the_auth_hook_sees_the_bearer_token_and_may_refuse() {
-    let endpoint = HubEndpoint::new(Echo)
-        .authorize(|info| async move { info.access_token.as_deref() == Some("good") });
+    let endpoint = HubEndpoint::new(Guarded("good"));
     let addr = serve(endpoint.router("/chathub")).await;
     let target = "/chathub/negotiate?negotiateVersion=1";
     assert_eq!(http(addr, "POST", target, "").await.status, 401);

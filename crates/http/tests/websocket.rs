@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use bytes::Bytes;
-use common::{Echo, http, serve};
+use common::{Echo, Guarded, http, serve};
 use courier::{Frame, TransportError};
 use courier_http::{ClientTransport, ConnectError, EndpointOptions, HttpConnector, HubEndpoint};
 use futures::{SinkExt, StreamExt};
@@ -79,8 +79,7 @@ async fn a_clean_close_ends_the_stream_on_both_sides() {
 
 #[tokio::test]
 async fn the_access_token_reaches_the_hook_and_the_transport() {
-    let endpoint = HubEndpoint::new(Echo)
-        .authorize(|info| async move { info.access_token.as_deref() == Some("good") });
+    let endpoint = HubEndpoint::new(Guarded("good"));
     let addr = serve(endpoint.router("/hub")).await;
     assert_eq!(
         status(connector(addr).connect().await),
@@ -348,12 +347,7 @@ async fn a_message_above_the_limit_fails_the_transport() {
 
 #[tokio::test]
 async fn the_client_follows_redirects_with_their_access_token() {
-    let hub = serve(
-        HubEndpoint::new(Echo)
-            .authorize(|info| async move { info.access_token.as_deref() == Some("redirected") })
-            .router("/hub"),
-    )
-    .await;
+    let hub = serve(HubEndpoint::new(Guarded("redirected")).router("/hub")).await;
     let redirect = axum::Router::new().route(
         "/entry/negotiate",
         post(move || async move {

@@ -7,9 +7,7 @@ mod options;
 mod registry;
 mod websocket;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,10 +21,6 @@ use tower_http::cors::CorsLayer;
 pub use handler::{ConnectionHandler, NewConnection};
 pub use options::EndpointOptions;
 use registry::Registry;
-
-/// The application's auth hook: true admits the request.
-type Authorize =
-    Arc<dyn Fn(TransportInfo) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// A hub's HTTP endpoint: `POST {path}/negotiate` and the WebSocket transport on `{path}`, as ASP.NET Core's
 /// connection dispatcher serves them (HUB-PROTOCOL.md §2).
@@ -42,12 +36,14 @@ type Authorize =
 ///   WebSocket for a connection without stateful reconnect 409. Without `id` the connection is made on the spot
 ///   (skipNegotiation; never stateful). Other requests on `{path}` get the dispatcher's codes for the transports
 ///   not served here (400 `Connection ID required`, 404, 405 for POST, 400 for DELETE).
-/// - The access token (`Authorization: Bearer`, else the `access_token` query) goes to the [`authorize`] hook,
-///   which may refuse the request with 401. The token, headers, query and peer address (when served with
-///   `into_make_service_with_connect_info::<SocketAddr>()`) are also in the transport's [`TransportInfo`].
+/// - Every negotiate and WebSocket request is first authenticated by the handler
+///   ([`ConnectionHandler::authenticate`]: for a [`Hub`](courier::server::Hub), its own auth hook), which sees the
+///   access token (`Authorization: Bearer`, else the `access_token` query), headers, query and peer address (when
+///   served with `into_make_service_with_connect_info::<SocketAddr>()`) as a [`TransportInfo`]. A refusal is HTTP
+///   401, before any WebSocket upgrade. The same [`TransportInfo`] is the transport's. The hook is the one place
+///   for authentication: the endpoint has none of its own.
 /// - CORS is off unless a [`cors`] layer is given.
 ///
-/// [`authorize`]: HubEndpoint::authorize
 /// [`cors`]: HubEndpoint::cors
 ///
 /// ```no_run
@@ -59,10 +55,16 @@ type Authorize =
 ///
 /// let hub = Hub::builder()
 ///     .method("Add", |_ctx: Context, (a, b): (i64, i64)| async move { Ok::<_, HubError>(a + b) })
+///     // Runs before negotiate and before the WebSocket upgrade: a refusal is HTTP 401.
+///     .authenticate(|info| async move {
+///         match info.access_token.as_deref() {
+///             Some("secret") => Ok(Some("alice".to_owned())),
+///             _ => Err("a valid token is required".to_owned()),
+///         }
+///     })
 ///     .build();
 /// let app = HubEndpoint::new(hub)
 ///     .options(EndpointOptions::new().allow_stateful_reconnects(true))
-///     .authorize(|info| async move { info.access_token.as_deref() == Some("secret") })
 ///     .router("/hub");
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
 /// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
@@ -71,7 +73,6 @@ type Authorize =
 pub struct HubEndpoint<H: ConnectionHandler> {
     handler: H,
     options: EndpointOptions,
-    authorize: Option<Authorize>,
     cors: Option<CorsLayer>,
 }
 
@@ -79,7 +80,6 @@ impl<H: ConnectionHandler> std::fmt::Debug for HubEndpoint<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HubEndpoint")
             .field("options", &self.options)
-            .field("authorize", &self.authorize.is_some())
             .field("cors", &self.cors)
             .finish_non_exhaustive()
     }
@@ -89,17 +89,15 @@ impl<H: ConnectionHandler> std::fmt::Debug for HubEndpoint<H> {
 pub(crate) struct Shared<H: ConnectionHandler> {
     handler: H,
     options: EndpointOptions,
-    authorize: Option<Authorize>,
     registry: Arc<Registry<H::Connection>>,
 }
 
 impl<H: ConnectionHandler> HubEndpoint<H> {
-    /// An endpoint that hands its connections to `handler`, with default options, no auth hook and no CORS.
+    /// An endpoint that hands its connections to `handler`, with default options and no CORS.
     pub fn new(handler: H) -> Self {
         Self {
             handler,
             options: EndpointOptions::new(),
-            authorize: None,
             cors: None,
         }
     }
@@ -108,18 +106,6 @@ impl<H: ConnectionHandler> HubEndpoint<H> {
     #[must_use]
     pub fn options(mut self, options: EndpointOptions) -> Self {
         self.options = options;
-        self
-    }
-
-    /// Sets the auth hook, asked on every negotiate and connection request with the access token and peer
-    /// address; `false` refuses the request with HTTP 401. Default: every request is admitted.
-    #[must_use]
-    pub fn authorize<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(TransportInfo) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = bool> + Send + 'static,
-    {
-        self.authorize = Some(Arc::new(move |info| Box::pin(hook(info))));
         self
     }
 
@@ -142,7 +128,6 @@ impl<H: ConnectionHandler> HubEndpoint<H> {
         let shared = Arc::new(Shared {
             handler: self.handler,
             options: self.options,
-            authorize: self.authorize,
             registry,
         });
         let router = Router::new()
@@ -160,7 +145,7 @@ impl<H: ConnectionHandler> HubEndpoint<H> {
 }
 
 impl<H: ConnectionHandler> Shared<H> {
-    /// What the request says of its client, for the auth hook and the transport: peer address, access token
+    /// What the request says of its client, for the handler's auth check and the transport: peer address, access token
     /// (`Authorization: Bearer`, else the `access_token` query), headers and query.
     fn transport_info(parts: &Parts) -> TransportInfo {
         let mut info = TransportInfo::new();
@@ -193,13 +178,5 @@ impl<H: ConnectionHandler> Shared<H> {
             info = info.with_access_token(token);
         }
         info
-    }
-
-    /// Asks the auth hook, if any.
-    async fn authorized(&self, info: &TransportInfo) -> bool {
-        match &self.authorize {
-            Some(hook) => hook(info.clone()).await,
-            None => true,
-        }
     }
 }

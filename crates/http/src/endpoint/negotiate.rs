@@ -25,7 +25,7 @@ pub(super) async fn negotiate<H: ConnectionHandler>(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let info = Shared::<H>::transport_info(&parts);
-    if !shared.authorized(&info).await {
+    if shared.handler.authenticate(&info).await.is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let body = match NegotiateRequest::from_query(parts.uri.query().unwrap_or("")) {

@@ -2,6 +2,7 @@
 //! transports this endpoint does not serve (HUB-PROTOCOL.md §2.2, §2.5).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
@@ -10,6 +11,8 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use courier::TransportInfo;
+use courier::server::Identity;
+use futures::SinkExt;
 
 use super::registry::{Action, Claim, Refusal};
 use super::{ConnectionHandler, NewConnection, Shared};
@@ -18,6 +21,8 @@ use crate::server_transport::{Ending, WebSocketTransport};
 
 const NO_CONNECTION: &str = "No Connection with that ID";
 const ID_REQUIRED: &str = "Connection ID required";
+/// How long closing a WebSocket the endpoint refuses may take (ASP.NET Core's `WebSocketOptions.CloseTimeout`).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A query parameter, decoded, its name matched ignoring ASCII case as ASP.NET Core does.
 pub(super) fn query_value(parts: &Parts, name: &str) -> Option<String> {
@@ -33,14 +38,14 @@ pub(super) async fn connection<H: ConnectionHandler>(
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
     let info = Shared::<H>::transport_info(&parts);
-    if !shared.authorized(&info).await {
+    let Some(identity) = shared.handler.authenticate(&info).await else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
+    };
     // An empty id counts as none, as in ASP.NET Core.
     let id = query_value(&parts, "id").filter(|id| !id.is_empty());
     match parts.method {
         Method::GET => match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => websocket(&shared, upgrade, id, info),
+            Ok(upgrade) => websocket(&shared, upgrade, id, info, identity),
             Err(rejection) if parts.headers.contains_key(UPGRADE) => rejection.into_response(),
             Err(_) => {
                 let event_stream = parts
@@ -98,6 +103,7 @@ fn websocket<H: ConnectionHandler>(
     upgrade: WebSocketUpgrade,
     id: Option<String>,
     info: TransportInfo,
+    identity: Identity,
 ) -> Response {
     let size = shared.options.max_message_size;
     let upgrade = upgrade.max_message_size(size).max_frame_size(size);
@@ -111,6 +117,7 @@ fn websocket<H: ConnectionHandler>(
             let new = NewConnection {
                 connection_id,
                 stateful_reconnect: false,
+                identity,
             };
             // The handle lives as long as the WebSocket: nothing else can name this connection.
             let _connection = shared.handler.connect(transport, new).await;
@@ -126,6 +133,13 @@ fn websocket<H: ConnectionHandler>(
         Err(Refusal::Unknown) => return (StatusCode::NOT_FOUND, NO_CONNECTION).into_response(),
         Err(Refusal::Conflict) => return StatusCode::CONFLICT.into_response(),
     };
+    if let Action::Reattach(connection) = &action
+        && shared.handler.has_ended(connection)
+    {
+        // The connection ended before the endpoint's disconnect timeout reaped its id.
+        shared.registry.remove(&token, lease);
+        return (StatusCode::NOT_FOUND, NO_CONNECTION).into_response();
+    }
     let (failed, failed_token) = (Arc::clone(shared), token.clone());
     let shared = Arc::clone(shared);
     upgrade
@@ -144,6 +158,7 @@ fn websocket<H: ConnectionHandler>(
                     let new = NewConnection {
                         connection_id,
                         stateful_reconnect: stateful,
+                        identity,
                     };
                     match shared.handler.connect(transport, new).await {
                         Some(connection) => {
@@ -153,8 +168,13 @@ fn websocket<H: ConnectionHandler>(
                     }
                 }
                 Action::Reattach(connection) => {
-                    if !shared.handler.reattach(&connection, transport).await {
-                        return shared.registry.remove(&token, lease);
+                    if let Err(mut transport) =
+                        shared.handler.reattach(&connection, transport).await
+                    {
+                        // The connection ended after the upgrade began: end the WebSocket with a close frame.
+                        shared.registry.remove(&token, lease);
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, transport.close()).await;
+                        return;
                     }
                 }
             }

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use courier::{Frame, TransportError};
+use courier::server::Identity;
+use courier::{Frame, TransportError, TransportInfo};
 use courier_http::{ConnectionHandler, NewConnection, WebSocketTransport};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,8 +82,43 @@ impl ConnectionHandler for Echo {
         Some(EchoConnection { reattach })
     }
 
-    async fn reattach(&self, connection: &EchoConnection, transport: WebSocketTransport) -> bool {
-        connection.reattach.send(transport).is_ok()
+    async fn reattach(
+        &self,
+        connection: &EchoConnection,
+        transport: WebSocketTransport,
+    ) -> Result<(), WebSocketTransport> {
+        connection
+            .reattach
+            .send(transport)
+            .map_err(|refused| refused.0)
+    }
+}
+
+/// An [`Echo`] that admits only requests carrying this access token.
+#[derive(Debug)]
+pub struct Guarded(pub &'static str);
+
+impl ConnectionHandler for Guarded {
+    type Connection = EchoConnection;
+
+    async fn authenticate(&self, info: &TransportInfo) -> Option<Identity> {
+        (info.access_token.as_deref() == Some(self.0)).then(|| Identity::user(self.0))
+    }
+
+    async fn connect(
+        &self,
+        transport: WebSocketTransport,
+        connection: NewConnection,
+    ) -> Option<EchoConnection> {
+        Echo.connect(transport, connection).await
+    }
+
+    async fn reattach(
+        &self,
+        connection: &EchoConnection,
+        transport: WebSocketTransport,
+    ) -> Result<(), WebSocketTransport> {
+        Echo.reattach(connection, transport).await
     }
 }
 
