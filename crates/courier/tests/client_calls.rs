@@ -278,3 +278,22 @@ async fn the_wire_carries_what_the_javascript_client_sends() {
     );
     connection.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_stream_reader_slows_the_connection_without_timing_it_out() {
+    let cancelled = Arc::default();
+    let connection = builder(Protocol::Json, &cancelled).start().await.unwrap();
+    let mut events = connection.events();
+    let mut stream = connection.stream::<u64>("Count", (40,)).await.unwrap();
+    let mut items = vec![stream.next().await.unwrap().unwrap()];
+    // Far longer than the server timeout: the connection stops reading meanwhile, and the silence is not held
+    // against the server.
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    while let Some(item) = stream.next().await {
+        items.push(item.unwrap());
+    }
+    assert_eq!(items, (0..40).collect::<Vec<_>>());
+    assert_eq!(connection.invoke::<i64>("Add", (1, 1)).await, Ok(2));
+    assert!(events.try_recv().is_err(), "still the same connection");
+    connection.stop().await;
+}

@@ -455,13 +455,15 @@ impl Driver {
 
     fn next_deadline(&self) -> Instant {
         let keep_alive = self.last_sent + self.config.keep_alive_interval;
-        let server_timeout = self.last_received + self.config.server_timeout;
+        // While reading is paused the server's messages wait unread, so its silence cannot be judged.
+        let server_timeout = self
+            .reading()
+            .then(|| self.last_received + self.config.server_timeout);
         let ack = self.link.as_ref().and_then(Link::ack_deadline);
-        [keep_alive, server_timeout]
+        [server_timeout, ack]
             .into_iter()
-            .chain(ack)
-            .min()
-            .unwrap_or(keep_alive)
+            .flatten()
+            .fold(keep_alive, Instant::min)
     }
 
     async fn next_event(&mut self) -> Event {
@@ -509,15 +511,23 @@ impl Driver {
                     }));
                 }
             }
-            Event::Unblocked => self.blocked = None,
+            Event::Unblocked => {
+                self.blocked = None;
+                self.resume_reading();
+            }
             Event::Timer => self.on_timer()?,
         }
         Ok(())
     }
 
+    /// Reading resumes after a pause: the server timeout counts from now.
+    fn resume_reading(&mut self) {
+        self.last_received = Instant::now();
+    }
+
     fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        if now >= self.last_received + self.config.server_timeout {
+        if self.reading() && now >= self.last_received + self.config.server_timeout {
             return Err(End::Lost {
                 error: Some(SERVER_TIMEOUT.into()),
                 reconnect: true,
@@ -786,6 +796,7 @@ impl Driver {
                     self.complete(id, result);
                 }
                 if let Some(invocation) = self.waiting.take() {
+                    self.resume_reading();
                     self.on_invocation(invocation);
                 }
             }
