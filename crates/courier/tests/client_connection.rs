@@ -319,3 +319,57 @@ async fn a_full_stateful_buffer_makes_calls_wait_for_the_servers_ack() {
         connection.stop().await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn stop_sends_a_close_message_then_closes_the_transport() {
+    let (connector, mut servers) = ScriptedConnector::new();
+    let server = tokio::spawn(async move {
+        let mut server = servers.recv().await.unwrap();
+        accept_handshake(&mut server, "{}").await;
+        let mut seen = Vec::new();
+        while let Some(text) = next_text(&mut server).await {
+            seen.push(text);
+        }
+        seen
+    });
+    let connection = HubConnection::builder(connector).start().await.unwrap();
+    let mut events = connection.events();
+    connection.stop().await;
+    assert_eq!(
+        server.await.unwrap(),
+        ["{\"type\":6}\u{1e}", "{\"type\":7}\u{1e}"]
+    );
+    assert_eq!(
+        events.recv().await.unwrap(),
+        ConnectionEvent::Closed { error: None }
+    );
+    assert_eq!(connection.closed().await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_from_the_server_closes_the_connection_with_the_parser_error() {
+    for (input, error) in [
+        (
+            "{\"type\":1,\"arguments\":[]}\u{1e}".to_owned(),
+            "Missing required property 'target'.",
+        ),
+        (
+            format!("{{\"type\":1,\"target\":\"{}\"", "x".repeat(2048)),
+            "The maximum message size of 1024B was exceeded. The message size can be configured in AddHubOptions.",
+        ),
+    ] {
+        let (connector, mut servers) = ScriptedConnector::new();
+        tokio::spawn(async move {
+            let mut server = servers.recv().await.unwrap();
+            accept_handshake(&mut server, "{}").await;
+            server.send(Frame::Text(input.into())).await.unwrap();
+            while next_text(&mut server).await.is_some() {}
+        });
+        let connection = HubConnection::builder(connector)
+            .maximum_receive_message_size(Some(1024))
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(connection.closed().await.as_deref(), Some(error));
+    }
+}
