@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use courier_protocol::handshake::{HandshakeRequest, HandshakeResponse};
@@ -28,6 +29,9 @@ use crate::{Frame, Transport, TransportError};
 /// The answer JavaScript gives to a client-result invocation it has no handler for.
 const NO_RESULT: &str = "Client didn't provide a result.";
 const SERVER_TIMEOUT: &str = "Server timeout elapsed without receiving a message from the server.";
+
+/// How long closing a transport may take (a peer that stopped reading must not hold the connection up).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many messages the connection's own tasks (client methods, upload streams) may queue for the driver.
 const INTERNAL_QUEUE: usize = 64;
@@ -253,10 +257,9 @@ impl Driver {
                 End::Lost { error, reconnect } => (error, reconnect),
             };
             self.end_connection();
-            if let Some(transport) = &mut self.transport {
-                let _ = transport.close().await;
+            if let Some(mut transport) = self.transport.take() {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, transport.close()).await;
             }
-            self.transport = None;
             // `stop()` while the connection was being lost ends it without a reconnect.
             if !reconnect || self.config.reconnect.is_none() || self.stop_requested() {
                 break error;
@@ -352,8 +355,12 @@ impl Driver {
                 .protocol
                 .encode(&HubMessage::Close(Close::default()), &mut self.out);
             let payload = self.out.split().freeze();
-            let _ = transport.send(frame(self.config.protocol, payload)).await;
-            let _ = transport.close().await;
+            let frame = frame(self.config.protocol, payload);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                let _ = transport.send(frame).await;
+                let _ = transport.close().await;
+            })
+            .await;
         }
     }
 
@@ -399,7 +406,7 @@ impl Driver {
         let began = Instant::now();
         let mut context = RetryContext {
             previous_retry_count: 0,
-            elapsed: std::time::Duration::ZERO,
+            elapsed: Duration::ZERO,
             reason: error,
         };
         loop {
