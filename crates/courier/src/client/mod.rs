@@ -31,6 +31,24 @@
 //! broadcast channel holding the last [`EVENT_CAPACITY`] events: a subscriber that falls further behind skips the
 //! oldest ones (it reads `Lagged`). [`HubConnection::state`] and [`HubConnection::closed`] give the current state
 //! and the final error without subscribing.
+//!
+//! # Bounds
+//!
+//! One task drives each connection and owns its state; every queue into it is bounded, and what happens when one
+//! is full is chosen:
+//!
+//! - calls wait for room in a queue of 64 ([`invoke`](HubConnection::invoke), [`send`](HubConnection::send),
+//!   [`stream`](HubConnection::stream) return once it took them); upload streams are read only as fast as they
+//!   are sent;
+//! - a server-to-client stream buffers 16 items; while a slow reader leaves them there, the connection stops
+//!   reading from the server (the server timeout is suspended meanwhile);
+//! - at most [`maximum_parallel_handlers`](HubConnectionBuilder::maximum_parallel_handlers) client-method calls
+//!   run at once; beyond that, reading pauses too;
+//! - a message from the server larger than
+//!   [`maximum_receive_message_size`](HubConnectionBuilder::maximum_receive_message_size) closes the connection;
+//! - with stateful reconnect, sent messages are kept until acknowledged up to
+//!   [`stateful_reconnect_buffer_size`](HubConnectionBuilder::stateful_reconnect_buffer_size) bytes; calls wait
+//!   while it is full.
 
 mod args;
 mod connector;
