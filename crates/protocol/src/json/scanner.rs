@@ -133,6 +133,12 @@ impl<'t> Scanner<'t> {
         if !self.eat(b'"') {
             return Err(self.error("a string"));
         }
+        self.string_body()
+    }
+
+    /// The rest of a string whose opening `"` was just consumed.
+    #[inline(always)]
+    fn string_body(&mut self) -> Result<RawString, SyntaxError> {
         let start = self.pos;
         let mut escaped = false;
         loop {
@@ -235,6 +241,12 @@ impl<'t> Scanner<'t> {
     #[inline(always)]
     pub(super) fn number(&mut self) -> Result<Range<usize>, SyntaxError> {
         self.peek();
+        self.number_here()
+    }
+
+    /// A number that starts exactly at the current position (whitespace already skipped).
+    #[inline(always)]
+    fn number_here(&mut self) -> Result<Range<usize>, SyntaxError> {
         let start = self.pos;
         self.eat_byte(b'-');
         match self.text.get(self.pos) {
@@ -297,7 +309,7 @@ impl<'t> Scanner<'t> {
         if matches!(first, Some(b'[' | b'{')) {
             self.container()?;
         } else {
-            self.scalar()?;
+            self.scalar(first)?;
         }
         Ok(start..self.pos)
     }
@@ -309,7 +321,8 @@ impl<'t> Scanner<'t> {
         let mut nesting = Nesting::default();
         loop {
             // A value starts here: a scalar, or an array or object whose first member follows.
-            match self.peek() {
+            let first = self.peek();
+            match first {
                 Some(b'[') => {
                     self.pos += 1;
                     if !self.eat(b']') {
@@ -325,7 +338,7 @@ impl<'t> Scanner<'t> {
                         continue;
                     }
                 }
-                _ => self.scalar()?,
+                _ => self.scalar(first)?,
             }
             // A value ended: close the containers it completes, up to the next member.
             loop {
@@ -354,12 +367,16 @@ impl<'t> Scanner<'t> {
         self.expect(b':', "':'")
     }
 
-    /// A string, number, `true`, `false` or `null`.
+    /// A string, number, `true`, `false` or `null`, whose `first` byte is the next one (as
+    /// [`Scanner::peek`] returned it: the callers have looked already).
     #[inline(always)]
-    fn scalar(&mut self) -> Result<(), SyntaxError> {
-        match self.peek() {
-            Some(b'"') => self.string().map(drop),
-            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+    fn scalar(&mut self, first: Option<u8>) -> Result<(), SyntaxError> {
+        match first {
+            Some(b'"') => {
+                self.pos += 1;
+                self.string_body().map(drop)
+            }
+            Some(b'-' | b'0'..=b'9') => self.number_here().map(drop),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
