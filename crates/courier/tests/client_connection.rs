@@ -373,3 +373,35 @@ async fn bad_input_from_the_server_closes_the_connection_with_the_parser_error()
         assert_eq!(connection.closed().await.as_deref(), Some(error));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_stops_the_connection() {
+    let (connector, mut servers) = ScriptedConnector::new();
+    let server = tokio::spawn(async move {
+        let mut server = servers.recv().await.unwrap();
+        accept_handshake(&mut server, "{}").await;
+        let mut seen = Vec::new();
+        while let Some(text) = next_text(&mut server).await {
+            seen.push(text);
+        }
+        seen
+    });
+    let connection = HubConnection::builder(connector)
+        .automatic_reconnect()
+        .start()
+        .await
+        .unwrap();
+    let clone = connection.clone();
+    drop(connection);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        clone.state(),
+        ConnectionState::Connected,
+        "a clone keeps it open"
+    );
+    drop(clone);
+    assert_eq!(
+        server.await.unwrap(),
+        ["{\"type\":6}\u{1e}", "{\"type\":7}\u{1e}"]
+    );
+}
