@@ -98,8 +98,15 @@ async fn a_stateful_connection_reattaches_after_its_socket_is_killed() {
         HubEndpoint::new(hub()).options(EndpointOptions::new().allow_stateful_reconnects(true));
     let server = serve(endpoint.router("/hub")).await;
     let (proxy, addr) = Proxy::start(server).await;
+    for protocol in [Protocol::Json, Protocol::MessagePack] {
+        reattach_after_kill(&proxy, addr, protocol).await;
+    }
+}
+
+async fn reattach_after_kill(proxy: &Proxy, addr: SocketAddr, protocol: Protocol) {
     let connection =
         HubConnection::builder(HttpConnector::new(&format!("http://{addr}/hub")).unwrap())
+            .protocol(protocol)
             .stateful_reconnect(true)
             .start()
             .await
@@ -117,7 +124,7 @@ async fn a_stateful_connection_reattaches_after_its_socket_is_killed() {
     assert_eq!(
         items,
         (0..40).collect::<Vec<_>>(),
-        "nothing lost, nothing twice"
+        "nothing lost, nothing twice ({protocol})"
     );
     let who: String = connection.invoke("WhoAmI", ()).await.unwrap();
     assert_eq!(who, id, "the same connection");
