@@ -10,7 +10,8 @@ pub enum PushError {
     /// after acks have made room ([`Outbox::has_room`](crate::Outbox::has_room) tells when).
     #[error("the mailbox is full")]
     Full(Message),
-    /// The message alone is larger than the mailbox's byte capacity; it can never be accepted.
+    /// Mailbox mode: the message alone is larger than the mailbox's byte capacity; it can never be accepted.
+    /// (Link mode takes such a message once its buffer is empty.)
     #[error("the message is larger than the mailbox's byte capacity")]
     TooLarge(Message),
 }

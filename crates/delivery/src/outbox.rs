@@ -240,11 +240,13 @@ impl Outbox {
     /// Under [`Resend::LatestPerKey`] older pending messages with the same key are conflated first. When the
     /// mailbox is full, the policy's [`Overflow`] decides: `Reject` returns [`PushError::Full`] (nothing changes),
     /// `DropOldest` dead-letters the oldest messages until the new one fits, `DropNewest` numbers the new message
-    /// and dead-letters it at once. A message larger than the byte capacity is always refused.
+    /// and dead-letters it at once. In mailbox mode a message larger than the byte capacity is always refused
+    /// ([`PushError::TooLarge`]); in link mode the mailbox is full only while its bytes exceed the capacity, as
+    /// SignalR's buffer is (see [`has_room`](Self::has_room)).
     pub fn push(&mut self, message: Message, now: Timestamp) -> Result<u64, PushError> {
         let now = self.observe(now);
         let len = message.payload.len();
-        if len > self.policy.capacity.bytes {
+        if self.policy.mode == Mode::Mailbox && len > self.policy.capacity.bytes {
             return Err(PushError::TooLarge(message));
         }
         let key = message
@@ -257,8 +259,7 @@ impl Outbox {
         let (freed_messages, freed_bytes) =
             replaced.map_or((0, 0), |i| (1, self.entries[i].payload.len()));
         let capacity = self.policy.capacity;
-        let fits = self.entries.len() - freed_messages < capacity.messages
-            && self.bytes - freed_bytes + len <= capacity.bytes;
+        let fits = self.fits(freed_messages, freed_bytes, len);
         if !fits && capacity.overflow == Overflow::Reject {
             return Err(PushError::Full(message));
         }
@@ -282,9 +283,7 @@ impl Outbox {
             });
         }
         // Overflow::DropOldest: make room.
-        while !self.entries.is_empty()
-            && (self.entries.len() >= capacity.messages || self.bytes + len > capacity.bytes)
-        {
+        while !self.entries.is_empty() && !self.fits(0, 0, len) {
             self.dead_letter(0, DeadLetterReason::Overflow);
         }
 
@@ -550,11 +549,24 @@ impl Outbox {
         self.in_flight
     }
 
-    /// Whether a message of `len` payload bytes would be accepted now without overflowing (link mode: whether a
-    /// send may proceed).
+    /// Whether a message of `len` payload bytes would be accepted now without overflowing.
+    ///
+    /// In link mode `len` does not matter: a send may proceed while the buffered bytes do not exceed the capacity,
+    /// as SignalR's stateful reconnect buffer does (HUB-PROTOCOL.md §7). So the newest message may take the buffer
+    /// over its bound, and an empty buffer takes a message of any size; then sends wait for acks.
     pub fn has_room(&self, len: usize) -> bool {
-        self.entries.len() < self.policy.capacity.messages
-            && self.bytes + len <= self.policy.capacity.bytes
+        self.fits(0, 0, len)
+    }
+
+    /// Whether a message of `len` bytes fits once `freed_messages` pending messages of `freed_bytes` bytes are gone.
+    fn fits(&self, freed_messages: usize, freed_bytes: usize, len: usize) -> bool {
+        let capacity = self.policy.capacity;
+        let held = self.bytes - freed_bytes;
+        let bytes_fit = match self.policy.mode {
+            Mode::Mailbox => held + len <= capacity.bytes,
+            Mode::Link => held <= capacity.bytes,
+        };
+        self.entries.len() - freed_messages < capacity.messages && bytes_fit
     }
 
     /// The oldest pending sequence number, or the next one to be given if nothing is pending: everything below it

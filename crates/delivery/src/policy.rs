@@ -141,8 +141,10 @@ impl Backoff {
 pub struct Capacity {
     /// Most pending messages, at least 1. Default 10 000.
     pub messages: usize,
-    /// Most payload bytes held by pending messages, at least 1. Default 16 MiB. A single message larger than this
-    /// is refused with [`PushError::TooLarge`](crate::PushError::TooLarge).
+    /// Most payload bytes held by pending messages, at least 1. Default 16 MiB. In mailbox mode a single message
+    /// larger than this is refused with [`PushError::TooLarge`](crate::PushError::TooLarge). In link mode the
+    /// mailbox is full only once its bytes exceed this (SignalR's rule): the newest message may overshoot it, and
+    /// a message of any size is taken when nothing is buffered.
     pub bytes: usize,
     /// What `push` does when either limit would be exceeded. Default [`Overflow::Reject`].
     pub overflow: Overflow,
@@ -243,9 +245,11 @@ impl Policy {
 
     /// SignalR stateful reconnect with a buffer of `buffer_bytes` (at least 1): every message is kept until a
     /// cumulative ack covers it, replayed after a `Sequence` when the connection re-attaches, never retried on a
-    /// timer, never expired, and `push` refuses (so the caller waits) while the buffer is full. The buffer must be
-    /// at least as large as the largest message, or that message is refused with
-    /// [`PushError::TooLarge`](crate::PushError::TooLarge).
+    /// timer, never expired. As in ASP.NET Core and the JavaScript client (HUB-PROTOCOL.md §7), `push` refuses with
+    /// [`PushError::Full`](crate::PushError::Full) (so the caller waits for acks) only while the buffered bytes
+    /// exceed `buffer_bytes`: the message that takes the buffer over the bound is accepted, and so is a message
+    /// larger than the whole buffer once the buffer is empty. Nothing is ever
+    /// [`TooLarge`](crate::PushError::TooLarge).
     pub fn link(buffer_bytes: usize) -> Self {
         Self {
             mode: Mode::Link,

@@ -69,27 +69,50 @@ fn an_empty_buffer_announces_the_next_id() {
 }
 
 #[test]
-fn a_full_buffer_tells_the_caller_to_wait() {
+fn a_buffer_over_its_bound_tells_the_caller_to_wait() {
     let mut outbox = Outbox::new(Policy::link(100), 0);
     outbox.handle_connected(at(0));
+    // Sends wait only once the buffer exceeds its bound: the message that takes it over is accepted.
     outbox.push(msg(60), at(0)).unwrap();
-    assert!(!outbox.has_room(60));
+    assert!(outbox.has_room(60));
+    outbox.push(msg(60), at(0)).unwrap();
+    assert_eq!(outbox.bytes(), 120);
+    assert!(!outbox.has_room(1));
     assert!(matches!(
-        outbox.push(msg(60), at(0)),
+        outbox.push(msg(1), at(0)),
         Err(PushError::Full(_))
     ));
-    assert!(matches!(
-        outbox.push(msg(101), at(0)),
-        Err(PushError::TooLarge(_))
-    ));
-    outbox.poll_transmit(at(0));
+    while outbox.poll_transmit(at(0)).is_some() {}
+    // Acking the first brings the buffer back to its bound, which still lets sends proceed.
     outbox.handle_ack_upto(1, at(1));
     assert!(matches!(
         outbox.poll_event(),
         Some(Event::Delivered { seq: 1, .. })
     ));
+    assert_eq!(outbox.bytes(), 60);
     assert!(outbox.has_room(60));
-    outbox.push(msg(60), at(1)).unwrap();
+    assert_eq!(outbox.push(msg(60), at(1)).unwrap(), 3);
+}
+
+#[test]
+fn a_message_larger_than_the_buffer_waits_for_it_to_empty_then_goes() {
+    let mut outbox = Outbox::new(Policy::link(100), 0);
+    outbox.handle_connected(at(0));
+    // Alone, a message larger than the whole buffer is accepted and sent.
+    assert_eq!(outbox.push(msg(250), at(0)).unwrap(), 1);
+    assert!(matches!(
+        outbox.poll_transmit(at(0)),
+        Some(Transmit::Message(out)) if out.seq == 1 && out.payload.len() == 250
+    ));
+    // Behind it, everything waits for its ack.
+    assert!(!outbox.has_room(1));
+    let big = match outbox.push(msg(250), at(0)) {
+        Err(PushError::Full(message)) => message,
+        other => panic!("expected Full, got {other:?}"),
+    };
+    outbox.handle_ack_upto(1, at(1));
+    assert!(outbox.is_empty());
+    assert_eq!(outbox.push(big, at(1)).unwrap(), 2);
 }
 
 #[test]
