@@ -149,6 +149,17 @@ async fn failures_are_answered_with_the_aspnet_core_texts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_error_answer_goes_out_at_once() {
+    let (mut peer, _handle) = Peer::connect(&hub(HubOptions::default()), Protocol::Json).await;
+    let start = tokio::time::Instant::now();
+    peer.send(invocation(Protocol::Json, Some("1"), "Nope", &[]))
+        .await;
+    assert!(matches!(peer.recv().await, HubMessage::Completion(_)));
+    // Not with the next keep-alive Ping: paused time would have jumped.
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
 async fn detailed_errors_add_the_cause() {
     let hub = hub(HubOptions::default().enable_detailed_errors(true));
     let (mut peer, _handle) = Peer::connect(&hub, Protocol::Json).await;

@@ -188,6 +188,104 @@ async fn a_full_buffer_holds_sends_until_the_client_acks() {
     assert_eq!(count_items(&mut peer, 10).await, 4);
 }
 
+/// The trackable messages that arrive within `seconds` (the server's Pings and Acks left out).
+async fn received_within(peer: &mut Peer, seconds: u64) -> Vec<HubMessage> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut messages = Vec::new();
+    while let Ok(message) = tokio::time::timeout_at(deadline, peer.recv()).await {
+        if message.is_trackable() {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_larger_than_the_buffer_goes_once_the_buffer_is_empty() {
+    let hub = hub(
+        HubOptions::default().stateful_reconnect_buffer_size(10),
+        Arc::default(),
+    );
+    let (mut peer, _handle) = connect_stateful(&hub, Protocol::Json).await;
+    peer.send(stream_invocation(Protocol::Json, "t", "Tick", &[json!(3)]))
+        .await;
+    // Each 39-byte item is larger than the whole buffer: one goes, the next waits for its ack.
+    let items = |messages: &[HubMessage]| {
+        messages
+            .iter()
+            .filter(|m| matches!(m, HubMessage::StreamItem(_)))
+            .count()
+    };
+    assert_eq!(items(&received_within(&mut peer, 10).await), 1);
+    peer.send(HubMessage::Ack(Ack { sequence_id: 1 })).await;
+    assert_eq!(items(&received_within(&mut peer, 10).await), 1);
+    peer.send(HubMessage::Ack(Ack { sequence_id: 2 })).await;
+    assert_eq!(items(&received_within(&mut peer, 10).await), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_to_the_client_wait_in_order_while_the_buffer_is_over_its_bound() {
+    let hub = hub(
+        HubOptions::default().stateful_reconnect_buffer_size(60),
+        Arc::default(),
+    );
+    let (mut peer, _handle) = connect_stateful(&hub, Protocol::Json).await;
+    peer.send(stream_invocation(Protocol::Json, "t", "Tick", &[json!(20)]))
+        .await;
+    let first = received_within(&mut peer, 10).await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    // The buffer is over its bound: the error answer to an unknown method waits too, while acks are still read.
+    peer.send(common::invocation(Protocol::Json, Some("x"), "Nope", &[]))
+        .await;
+    assert_eq!(received_within(&mut peer, 10).await, []);
+    peer.send(HubMessage::Ack(Ack { sequence_id: 2 })).await;
+    // The held reply goes first, and alone: it takes the buffer over its bound again.
+    let after = received_within(&mut peer, 10).await;
+    assert!(
+        matches!(&after[..], [HubMessage::Completion(c)] if &*c.invocation_id == "x"),
+        "{after:?}"
+    );
+    peer.send(HubMessage::Ack(Ack { sequence_id: 3 })).await;
+    let after = received_within(&mut peer, 10).await;
+    assert!(
+        matches!(
+            &after[..],
+            [HubMessage::StreamItem(_), HubMessage::StreamItem(_)]
+        ),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_floods_without_acknowledging_is_disconnected() {
+    let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let hub = hub(
+        HubOptions::default().stateful_reconnect_buffer_size(60),
+        disconnects.clone(),
+    );
+    let (mut peer, handle) = connect_stateful(&hub, Protocol::Json).await;
+    peer.send(stream_invocation(Protocol::Json, "t", "Tick", &[json!(20)]))
+        .await;
+    assert_eq!(received_within(&mut peer, 10).await.len(), 2);
+    // Each answer is over 100 bytes: the second one no longer fits in what the link holds for replies.
+    for id in ["a", "b"] {
+        peer.send(common::invocation(Protocol::Json, Some(id), "Nope", &[]))
+            .await;
+    }
+    assert_eq!(
+        peer.expect_end().await,
+        Some(Close {
+            error: Some("Connection closed with an error.".into()),
+            allow_reconnect: true
+        })
+    );
+    handle.closed().await;
+    assert_eq!(
+        *disconnects.lock().unwrap(),
+        [Some("Connection closed with an error.".to_owned())]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_sequence_ahead_of_what_the_server_received_is_fatal() {
     let disconnects = Arc::new(Mutex::new(Vec::new()));

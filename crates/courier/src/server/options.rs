@@ -34,7 +34,10 @@ pub struct HubOptions {
     /// nothing more from its client until the method takes an item (backpressure). Default 10.
     pub stream_buffer_capacity: usize,
     /// Bytes of sent, unacknowledged messages kept for stateful reconnect. When more are buffered, further sends
-    /// wait for the client's acks (one message may overshoot the bound, as in .NET). Default 100 000.
+    /// wait for the client's acks; as in .NET, the message that takes the buffer over the bound is still sent, and
+    /// so is a larger message once the buffer is empty. Replies the client's own messages call for at once (error
+    /// Completions, say) are held meanwhile, up to as many bytes again; a client that keeps sending without
+    /// acknowledging beyond that is disconnected with `Connection closed with an error.`. Default 100 000.
     pub stateful_reconnect_buffer_size: usize,
     /// Whether error texts sent to clients include details of the failure. Default false.
     pub enable_detailed_errors: bool,

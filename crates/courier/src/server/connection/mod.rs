@@ -225,6 +225,8 @@ struct Connection {
     last_received: Instant,
     /// The client timeout counts only once the client has sent a Ping (as .NET).
     client_pinged: bool,
+    /// The client kept sending without acknowledging until the link could hold no more replies.
+    link_overflow: bool,
 }
 
 impl Connection {
@@ -264,14 +266,23 @@ impl Connection {
             last_sent: now,
             last_received: now,
             client_pinged: false,
+            link_overflow: false,
         }
     }
 
     /// The main loop: until the connection ends.
     async fn drive(&mut self) -> End {
         loop {
-            if let Err(end) = self.process_buffered() {
+            let result = match self.process_buffered() {
+                // Replies to what was just read (an error Completion, say) go out before waiting for more.
+                Ok(()) => self.flush().await,
+                Err(end) => Err(end),
+            };
+            if let Some(end) = self.settle(result) {
                 return end;
+            }
+            if self.link_overflow {
+                return self.overflow_close();
             }
             if self.draining && self.running == 0 {
                 return End::Close(shutdown_close());
@@ -284,14 +295,22 @@ impl Connection {
                 }
                 Err(end) => Err(end),
             };
-            if let Err(end) = result {
-                match end {
-                    End::Broken(_) if self.link.is_some() && self.transport.is_some() => {
-                        self.detach();
-                    }
-                    end => return end,
-                }
+            if let Some(end) = self.settle(result) {
+                return end;
             }
+        }
+    }
+
+    /// What a step's outcome means for the loop: go on (a stateful connection whose transport broke waits for a
+    /// new one), or end.
+    fn settle(&mut self, result: Result<(), End>) -> Option<End> {
+        match result {
+            Ok(()) => None,
+            Err(End::Broken(_)) if self.link.is_some() && self.transport.is_some() => {
+                self.detach();
+                None
+            }
+            Err(end) => Some(end),
         }
     }
 
@@ -380,6 +399,18 @@ impl Connection {
         Ok(())
     }
 
+    fn overflow_close(&self) -> End {
+        let detail = self.hub.options.enable_detailed_errors.then(|| {
+            "InvalidOperationException: The client sent more than the stateful reconnect buffer can hold \
+             replies for without acknowledging them."
+                .to_owned()
+        });
+        End::Close(Close {
+            error: Some(with_detail(CLOSED_WITH_ERROR, detail).into()),
+            allow_reconnect: true,
+        })
+    }
+
     fn protocol_error(&self, error: &ProtocolError) -> End {
         let detail = self
             .hub
@@ -414,6 +445,8 @@ impl Connection {
             HubMessage::Ack(ack) => {
                 if let Some(link) = &mut self.link {
                     link.handle_ack(ack.sequence_id);
+                    // Held replies may have moved into the buffer.
+                    self.take_transmits();
                 }
             }
             HubMessage::Sequence(Sequence { sequence_id }) => {
@@ -777,7 +810,9 @@ impl Connection {
     fn queue_encoded(&mut self, framed: Bytes, trackable: bool) {
         match &mut self.link {
             Some(link) if trackable => {
-                link.push(framed);
+                if link.push(framed).is_err() {
+                    self.link_overflow = true;
+                }
                 self.take_transmits();
             }
             _ if self.transport.is_some() => self.out.extend_from_slice(&framed),
