@@ -278,6 +278,27 @@ async fn abort_ends_the_connection_with_a_plain_close() {
         handle.closed().await;
     }
     assert_eq!(*disconnects.lock().unwrap(), [None, None]);
+
+    // Under stateful reconnect too, the connection ends for good at once: it waits for no new transport.
+    let options = ConnectionOptions::default().stateful_reconnect(true);
+    let (mut peer, handle) =
+        Peer::open_with(&hub, Protocol::Json, courier::TransportInfo::new(), options).await;
+    peer.handshake(2).await;
+    let start = Instant::now();
+    peer.send(common::invocation(Protocol::Json, Some("1"), "Leave", &[]))
+        .await;
+    let close = loop {
+        match peer.recv_any().await {
+            Some(HubMessage::Close(close)) => break close,
+            Some(_) => {}
+            None => panic!("expected a Close"),
+        }
+    };
+    assert_eq!(close, Close::default());
+    handle.closed().await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    let (server, _client) = memory::pair();
+    assert!(handle.reattach(server).await.is_err());
 }
 
 #[tokio::test(start_paused = true)]

@@ -76,9 +76,10 @@ impl Context {
     }
 
     /// Ends the caller's connection (ASP.NET Core's `Context.Abort()`): it sends a plain Close (`{"type":7}`: no
-    /// error, no `allowReconnect`) and closes its transport, for good even under stateful reconnect. Running
-    /// invocations are dropped and the disconnect hook runs without an error. The method that calls it still
-    /// returns, but its result no longer reaches the client. Does nothing if the connection has ended already.
+    /// error, no `allowReconnect`) and closes its transport, for good even under stateful reconnect. Its
+    /// streams stop, its running invocations finish unheard, and the disconnect hook runs without an error. The method that calls it still
+    /// returns; its Completion may or may not reach the client before the Close. Does nothing if the connection
+    /// has ended already.
     pub fn abort(&self) {
         self.hub.hub.registry.stop(&self.connection.id, Stop::Close);
     }
