@@ -67,9 +67,11 @@ for (const protocol of protocols) {
     });
 
     if (protocol.name === 'messagepack') {
-      it('Echo returns binary data unchanged', async () => {
+      it('Echo returns binary data and timestamps unchanged', async () => {
         const bytes = new Uint8Array([0, 1, 2, 254, 255]);
         assert.deepEqual(await alice.invoke('Echo', bytes), bytes);
+        const when = new Date(1_700_000_000_123);
+        assert.deepEqual(await alice.invoke('Echo', { when, bytes }), { when, bytes });
       });
     }
 
