@@ -1,0 +1,54 @@
+//! The hub over loopback WebSockets (courier + courier-http) against bare tokio-tungstenite on the same machine:
+//! echo round trips per second in three patterns, and the server's memory per idle connection with 10,000
+//! clients. docs/benchmarks.md reports the figures.
+//!
+//! Run: `cargo bench -p courier-benches --bench hub` (about a minute and a half); add `echo` or `memory` after
+//! `--` to run one half. The memory half runs this binary again as the server (`serve bare|courier`) so that only
+//! the server's memory is counted; it needs about 10,100 file descriptors per process.
+
+// A benchmark reports its tables on stdout.
+#![allow(clippy::print_stdout)]
+
+mod echo;
+mod memory;
+mod servers;
+
+use servers::Server;
+
+/// Errors of a benchmark run: it stops and says why.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes `--bench`; options are not otherwise used.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => {
+            echo::run()?;
+            println!();
+            memory::run()
+        }
+        ["echo"] => echo::run(),
+        ["memory"] => memory::run(),
+        ["serve", name] => {
+            memory::serve(Server::from_name(name).ok_or("serve bare or serve courier")?)
+        }
+        _ => Err("usage: hub [echo | memory | serve bare|courier]".into()),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
