@@ -37,7 +37,14 @@ export async function startServer(args = ['--addr', '127.0.0.1:0']) {
   const early = exited.then(([code]) => {
     throw new Error(`the server exited with ${code} before listening:\n${stderr}`);
   });
-  const line = await Promise.race([firstLine, early]);
+  let timer;
+  const slow = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the server did not announce its address within 30 s:\n${stderr}`));
+    }, 30_000);
+  });
+  const line = await Promise.race([firstLine, early, slow]).finally(() => clearTimeout(timer));
   early.catch(() => {});
   const match = /^listening on (http:\/\/\S+:\d+)$/.exec(line);
   if (!match) {
