@@ -5,15 +5,17 @@ use std::time::Duration;
 use courier::server::{ClientResultError, Context, Hub, HubError, UploadStream};
 use futures::{Stream, StreamExt, stream};
 
+use crate::identity::user_of;
+
 /// Any value a client may send, in either protocol. MessagePack values (binary, extension types) survive an echo
 /// over MessagePack unchanged; JSON values map onto the same model and back.
 type AnyValue = rmpv::Value;
 
-/// The hub, with ASP.NET Core's default limits (courier's default `HubOptions` are those) and `authenticate` giving each
-/// connection the user id that `user_of` finds in its access token.
-pub(crate) fn build(user_of: fn(Option<&str>) -> Result<Option<String>, String>) -> Hub {
+/// The hub, with ASP.NET Core's default limits (courier's default `HubOptions` are those); its auth hook makes the
+/// access token the user id (refusals are answered with HTTP 401 by the endpoint).
+pub(crate) fn build() -> Hub {
     Hub::builder()
-        .authenticate(move |info| async move { user_of(info.access_token.as_deref()) })
+        .authenticate(|info| async move { user_of(info.access_token.as_deref()) })
         .on_connected(|ctx: Context| async move {
             tracing::info!(connection = %ctx.connection_id(), user = ?ctx.user_id(), "connected");
             Ok(())

@@ -65,11 +65,18 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
 
-    let hub = hub::build(identity::user_of);
+    let hub = hub::build();
     let app = HubEndpoint::new(hub.clone())
         .options(EndpointOptions::new().allow_stateful_reconnects(true))
         .router::<()>("/hub");
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("cannot listen on {}: {error}", args.addr),
+            )
+        })?;
     let addr = listener.local_addr()?;
     #[allow(
         clippy::print_stdout,
