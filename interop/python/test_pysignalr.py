@@ -1,4 +1,4 @@
-"""pysignalr (JSON protocol) against the conformance server: Echo, Add, Fail, a Counter stream, WhoAmI.
+"""pysignalr (JSON protocol) against the conformance server: Echo, Add, Fail, WhoAmI, a Counter stream, Ask, 401.
 
 Run with the venv that scripts/test creates: `.venv/bin/python -m unittest -v test_pysignalr` with
 COURIER_CONFORMANCE_BIN naming the conformance binary.
@@ -11,6 +11,7 @@ import subprocess
 import unittest
 
 from pysignalr.client import SignalRClient
+from pysignalr.exceptions import AuthorizationError
 from pysignalr.messages import CompletionMessage
 
 TIMEOUT = 10
@@ -44,7 +45,7 @@ class Server:
 class Client:
     """A running pysignalr client with awaitable invocations and streams."""
 
-    def __init__(self, hub_url: str, token: str | None = None) -> None:
+    def __init__(self, hub_url: str, token: str | None = None, answer=None) -> None:
         # The token goes in as a header: pysignalr 1.3.3's access_token_factory only sets the header once the
         # first WebSocket is already open (in its handshake step), so that connection would be anonymous.
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
@@ -53,6 +54,8 @@ class Client:
         self.errors: dict[str, asyncio.Future] = {}
         self.client.on_open(self._on_open)
         self.client.on_error(self._on_error)
+        if answer is not None:
+            self.client.on("Answer", answer)
         self.task: asyncio.Task | None = None
 
     async def _on_open(self) -> None:
@@ -117,7 +120,10 @@ class PysignalrTest(unittest.IsolatedAsyncioTestCase):
         assert cls.server.stop() == 0
 
     async def asyncSetUp(self) -> None:
-        self.client = Client(self.server.hub_url, token="py-user")
+        async def answer(arguments: list) -> str:
+            return f"python says: {arguments[0]}"
+
+        self.client = Client(self.server.hub_url, token="py-user", answer=answer)
         await self.client.start()
 
     async def asyncTearDown(self) -> None:
@@ -143,6 +149,14 @@ class PysignalrTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_counter_stream(self) -> None:
         self.assertEqual(await self.client.stream("Counter", 5, 10), [0, 1, 2, 3, 4])
+
+    async def test_ask_client_result(self) -> None:
+        self.assertEqual(await self.client.invoke("Ask", "hello?"), "python says: hello?")
+
+    async def test_bad_token_is_refused(self) -> None:
+        refused = Client(self.server.hub_url, token="not a user")
+        with self.assertRaises(AuthorizationError):
+            await asyncio.wait_for(refused.client.run(), TIMEOUT)
 
 
 if __name__ == "__main__":
