@@ -1,4 +1,4 @@
-//! A courier hub served over negotiate + WebSockets on 127.0.0.1, and a client of this crate calling it.
+//! A courier hub served over negotiate + WebSockets on 127.0.0.1, and the Courier client calling it.
 //!
 //! Run with `cargo run -p courier-http --example websocket_hub`. The server half is what an application mounts;
 //! the official SignalR clients connect to it unchanged (`new HubConnectionBuilder().withUrl("http://.../hub")`).
@@ -8,11 +8,8 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use courier::Frame;
 use courier::server::{Context, Hub, HubError};
-use courier_http::{EndpointOptions, HttpConnector, HubEndpoint};
-use futures::{SinkExt, StreamExt};
+use courier_http::{EndpointOptions, HubEndpoint};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,36 +31,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
     });
 
-    let (mut transport, session) = HttpConnector::new(&format!("http://{addr}/hub"))?
+    // The Courier client: negotiate, WebSocket, handshake, then typed calls.
+    let connection = courier_http::hub_connection(&format!("http://{addr}/hub"))?
         .stateful_reconnect(true)
-        .connect()
+        .start()
         .await?;
-    println!(
-        "negotiated {:?}, stateful reconnect: {}",
-        session.connection_id(),
-        session.stateful_reconnect()
-    );
-
-    // Raw hub protocol frames: the JSON handshake, then one invocation.
-    let send = |text: &'static str| Frame::Text(Bytes::from_static(text.as_bytes()));
-    transport
-        .send(send("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await?;
-    transport
-        .send(send(
-            "{\"type\":1,\"invocationId\":\"1\",\"target\":\"Add\",\"arguments\":[40,2]}\u{1e}",
-        ))
-        .await?;
-    let mut received = String::new();
-    while !received.contains("\"type\":3") {
-        match transport.next().await {
-            Some(frame) => received.push_str(&String::from_utf8_lossy(frame?.payload())),
-            None => break,
-        }
-    }
-    for message in received.split_terminator('\u{1e}') {
-        println!("received {message}");
-    }
-    transport.close().await?;
+    println!("connected to http://{addr}/hub as {:?}", connection.connection_id());
+    let sum: i64 = connection.invoke("Add", (40, 2)).await?;
+    println!("Add(40, 2) = {sum}");
+    connection.stop().await;
     Ok(())
 }
