@@ -52,6 +52,14 @@ enum Pattern {
 }
 
 impl Pattern {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sequential => "sequential",
+            Self::Pipelined => "pipelined",
+            Self::Clients => "clients",
+        }
+    }
+
     fn label(self) -> String {
         match self {
             Self::Sequential => "1 client, 1 in flight".to_owned(),
@@ -64,8 +72,8 @@ impl Pattern {
 /// The goal: Courier's round trips per second at least this share of bare WebSocket echoes.
 const GOAL: f64 = 0.70;
 
-/// Runs every case and prints the table.
-pub(crate) fn run() -> Result<(), BoxError> {
+/// Runs every case, or those of the pattern named `only`, and prints the table.
+pub(crate) fn run(only: Option<&str>) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -89,7 +97,11 @@ pub(crate) fn run() -> Result<(), BoxError> {
             "| pattern | protocol | bare msg/s | Courier msg/s | Courier ÷ bare | goal ≥ 70% |"
         );
         println!("|---|---|---:|---:|---:|---|");
-        for pattern in [Pattern::Sequential, Pattern::Pipelined, Pattern::Clients] {
+        let patterns = [Pattern::Sequential, Pattern::Pipelined, Pattern::Clients];
+        for pattern in patterns
+            .into_iter()
+            .filter(|pattern| only.is_none_or(|name| name == pattern.name()))
+        {
             for protocol in [Protocol::Json, Protocol::MessagePack] {
                 let bare_rate = measure(bare_case(bare, pattern, protocol).await?).await?;
                 let courier_rate = measure(courier_case(courier, pattern, protocol).await?).await?;

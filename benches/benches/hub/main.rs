@@ -3,7 +3,7 @@
 //! clients. docs/benchmarks.md reports the figures.
 //!
 //! Run: `cargo bench -p courier-benches --bench hub` (about a minute and a half); add `echo` or `memory` after
-//! `--` to run one half. The memory half runs this binary again as the server (`serve bare|courier`) so that only
+//! `--` to run one half, `echo sequential|pipelined|clients` for one pattern (to profile it). The memory half runs this binary again as the server (`serve <server>`) so that only
 //! the server's memory is counted; it needs about 10,100 file descriptors per process.
 
 // A benchmark reports its tables on stdout.
@@ -27,16 +27,19 @@ fn main() -> Result<(), BoxError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] => {
-            echo::run()?;
+            echo::run(None)?;
             println!();
             memory::run()
         }
-        ["echo"] => echo::run(),
+        ["echo"] => echo::run(None),
+        ["echo", pattern] => echo::run(Some(pattern)),
         ["memory"] => memory::run(),
         ["serve", name] => {
-            memory::serve(Server::from_name(name).ok_or("serve bare or serve courier")?)
+            memory::serve(Server::from_name(name).ok_or("serve bare|bare-4k-read-buffer|courier")?)
         }
-        _ => Err("usage: hub [echo | memory | serve bare|courier]".into()),
+        _ => Err(
+            "usage: hub [echo [sequential|pipelined|clients] | memory | serve bare|bare-4k-read-buffer|courier]".into(),
+        ),
     }
 }
 

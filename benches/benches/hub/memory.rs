@@ -66,13 +66,13 @@ pub(crate) fn run() -> Result<(), BoxError> {
         "| server | VmRSS before | VmRSS after | bytes per connection | RssAnon per connection | goal ≤ 16 KiB |"
     );
     println!("|---|---:|---:|---:|---:|---|");
-    for server in [Server::Bare, Server::Courier] {
+    for server in [Server::Bare, Server::BareSmallReadBuffer, Server::Courier] {
         let reading = measure(server)?;
         let per_connection = |before: i64, after: i64| (after - before) / i64::from(CONNECTIONS);
         let rss = per_connection(reading.before.rss, reading.after.rss);
         let anon = per_connection(reading.before.anon, reading.after.anon);
         let goal = match server {
-            Server::Bare => "(reference)",
+            Server::Bare | Server::BareSmallReadBuffer => "(reference)",
             Server::Courier if rss <= GOAL => "met",
             Server::Courier => "**not met**",
         };
@@ -180,7 +180,7 @@ async fn open_all(
             let mut clients = Vec::with_capacity(usize::from(CONNECTIONS / OPENERS));
             let mut negotiate = match server {
                 Server::Courier => Some(Negotiator::connect(addr).await?),
-                Server::Bare => None,
+                Server::Bare | Server::BareSmallReadBuffer => None,
             };
             for _ in 0..CONNECTIONS / OPENERS {
                 let url = match &mut negotiate {
@@ -217,7 +217,7 @@ async fn open(
     let reply = socket.next().await.ok_or("closed during the handshake")??;
     let expected = match server {
         Server::Courier => HANDSHAKE_OK,
-        Server::Bare => HANDSHAKE,
+        Server::Bare | Server::BareSmallReadBuffer => HANDSHAKE,
     };
     if reply != Message::text(expected) {
         return Err(format!("unexpected handshake reply {reply:?}").into());

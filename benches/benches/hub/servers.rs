@@ -9,15 +9,22 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The path the hub is served on.
 pub(crate) const HUB_PATH: &str = "/hub";
 
+/// The read buffer of [`Server::BareSmallReadBuffer`].
+pub(crate) const SMALL_READ_BUFFER: usize = 4096;
+
 /// Which server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Server {
-    /// tokio-tungstenite alone, echoing each message: the ceiling.
+    /// tokio-tungstenite alone with its default settings, echoing each message: the ceiling.
     Bare,
+    /// [`Bare`](Self::Bare) with a [`SMALL_READ_BUFFER`] read buffer instead of tungstenite's default 128 KiB: what
+    /// that one setting costs an idle connection.
+    BareSmallReadBuffer,
     /// courier + courier-http: negotiate, WebSocket, hub protocol, the `Echo` method.
     Courier,
 }
@@ -27,13 +34,14 @@ impl Server {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare",
+            Self::BareSmallReadBuffer => "bare-4k-read-buffer",
             Self::Courier => "courier",
         }
     }
 
     /// The server called `name`.
     pub(crate) fn from_name(name: &str) -> Option<Self> {
-        [Self::Bare, Self::Courier]
+        [Self::Bare, Self::BareSmallReadBuffer, Self::Courier]
             .into_iter()
             .find(|server| server.name() == name)
     }
@@ -44,7 +52,11 @@ impl Server {
         let addr = listener.local_addr()?;
         match self {
             Self::Bare => {
-                tokio::spawn(accept_bare(listener));
+                tokio::spawn(accept_bare(listener, WebSocketConfig::default()));
+            }
+            Self::BareSmallReadBuffer => {
+                let config = WebSocketConfig::default().read_buffer_size(SMALL_READ_BUFFER);
+                tokio::spawn(accept_bare(listener, config));
             }
             Self::Courier => {
                 let app = HubEndpoint::new(echo_hub()).router(HUB_PATH);
@@ -71,10 +83,12 @@ fn echo_hub() -> Hub {
 }
 
 /// Accepts WebSockets until the runtime stops, each echoed by its own task.
-async fn accept_bare(listener: TcpListener) {
+async fn accept_bare(listener: TcpListener, config: WebSocketConfig) {
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(async move {
-            if let Ok(socket) = tokio_tungstenite::accept_async(stream).await {
+            if let Ok(socket) =
+                tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+            {
                 let _ = echo(socket).await;
             }
         });
