@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use courier::client::Args;
 use courier::protocol::Protocol;
 use futures::StreamExt;
 
@@ -12,7 +13,10 @@ use crate::each_protocol;
 use crate::proxy::Proxy;
 use crate::server::Server;
 
-each_protocol!(a_counter_stream_survives_a_broken_websocket);
+each_protocol!(
+    a_counter_stream_survives_a_broken_websocket,
+    an_upload_stream_survives_a_broken_websocket,
+);
 
 async fn a_counter_stream_survives_a_broken_websocket(protocol: Protocol) {
     let server = Server::start();
@@ -68,6 +72,48 @@ async fn a_counter_stream_survives_a_broken_websocket(protocol: Protocol) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(inbox.pending(), []);
     assert!(events.try_recv().is_err(), "no reconnect and no close");
+
+    connection.stop().await;
+    server.stop().await;
+}
+
+/// The other direction: the client's own messages (upload stream items) sent around the break are replayed from
+/// its buffer, so the server's sum counts each exactly once.
+async fn an_upload_stream_survives_a_broken_websocket(protocol: Protocol) {
+    let server = Server::start();
+    let proxy = Proxy::start(server.addr()).await;
+    let connection = builder(&proxy.hub_url(), protocol, Some("uploader"))
+        .stateful_reconnect(true)
+        .start()
+        .await
+        .unwrap();
+    let mut events = connection.events();
+    let id_before = connection.connection_id();
+    let accepted_before = proxy.accepted();
+
+    let (tx, numbers) = futures::channel::mpsc::unbounded::<i64>();
+    let feed = async {
+        for n in 1..=200 {
+            tx.unbounded_send(n).unwrap();
+            if n == 50 {
+                proxy.break_all();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(tx);
+    };
+    let (sum, ()) = tokio::join!(
+        connection.invoke::<i64>("Sum", Args::new().upload(numbers)),
+        feed
+    );
+    assert_eq!(sum, Ok(200 * 201 / 2), "every item once");
+    assert_eq!(
+        proxy.accepted(),
+        accepted_before + 1,
+        "one new WebSocket re-attached"
+    );
+    assert!(events.try_recv().is_err(), "no reconnect and no close");
+    assert_eq!(connection.connection_id(), id_before);
 
     connection.stop().await;
     server.stop().await;
