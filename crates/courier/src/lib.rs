@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+mod link;
 pub mod server;
 pub mod transport;
 

@@ -19,11 +19,11 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::args::Upload;
-use super::link::Link;
 use super::{
     Config, ConnectionEvent, ConnectionState, Connector, InvokeError, Reattach, RetryContext,
     StartError, Status, reader,
 };
+use crate::link::Link;
 use crate::{Frame, Transport, TransportError};
 
 /// The answer JavaScript gives to a client-result invocation it has no handler for.
@@ -305,10 +305,7 @@ impl Driver {
     fn attach_new(&mut self, live: Live) {
         self.generation += 1;
         self.transport = Some(live.transport);
-        self.link = live
-            .reattach
-            .is_some()
-            .then(|| Link::new(self.config.stateful_reconnect_buffer_size));
+        self.link = live.reattach.is_some().then(|| Link::new(Instant::now()));
         self.reattach = live.reattach;
         self.reader = reader(&self.config);
         self.reader.push_bytes(live.leftover);
@@ -451,9 +448,13 @@ impl Driver {
         }
     }
 
-    /// Whether new calls may be taken: not while a stateful connection's buffer is full (they wait for acks).
+    /// Whether new calls may be taken: not while a stateful connection's buffer holds
+    /// `stateful_reconnect_buffer_size` bytes or more (they wait for acks), as with the official clients. Only
+    /// calls wait, so one message may overshoot the bound.
     fn accepting(&self) -> bool {
-        self.link.as_ref().is_none_or(Link::has_room)
+        self.link
+            .as_ref()
+            .is_none_or(|link| link.buffered_bytes() < self.config.stateful_reconnect_buffer_size)
     }
 
     fn reading(&self) -> bool {

@@ -54,7 +54,6 @@ mod args;
 mod connector;
 mod driver;
 mod error;
-mod link;
 mod reconnect;
 mod stream;
 

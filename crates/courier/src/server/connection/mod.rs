@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use self::link::Link;
+use self::link::Held;
+use crate::link::Link;
 use crate::server::context::ConnectionInfo;
 use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
 use crate::server::registry::{Entry, Outbound, Stop};
@@ -94,7 +95,7 @@ pub(crate) async fn run(setup: Setup) {
     }
     let epoch = Instant::now();
     let stateful = stateful_granted && agreed.version >= 2;
-    let link = stateful.then(|| Link::new(hub.options.stateful_reconnect_buffer_size, epoch));
+    let link = stateful.then(|| Link::new(epoch));
     // Without stateful reconnect the receiver goes here, so `reattach` fails at once.
     let reattach = if stateful {
         reattach
@@ -203,6 +204,8 @@ struct Connection {
     /// Encoded messages waiting to be sent as one frame.
     out: BytesMut,
     link: Option<Link>,
+    /// Replies waiting for room in the link's buffer (empty without a link).
+    held: Held,
     reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
     /// When a detached connection gives up waiting for a new transport.
     detached_until: Option<Instant>,
@@ -244,6 +247,7 @@ impl Connection {
         let now = Instant::now();
         Self {
             reader: MessageReader::new(protocol, hub.options.maximum_receive_message_size),
+            held: Held::new(hub.options.stateful_reconnect_buffer_size),
             hub,
             ctx,
             protocol,
@@ -317,7 +321,9 @@ impl Connection {
     /// Whether messages from the app and the connection's own tasks may be taken: not while a stateful
     /// connection's replay buffer is full (sends wait for acks).
     fn accepting(&self) -> bool {
-        self.link.as_ref().is_none_or(Link::has_room)
+        self.link
+            .as_ref()
+            .is_none_or(|link| self.held.has_room(link))
     }
 
     /// Whether more client messages may be read.
@@ -445,6 +451,7 @@ impl Connection {
             HubMessage::Ack(ack) => {
                 if let Some(link) = &mut self.link {
                     link.handle_ack(ack.sequence_id);
+                    self.held.release(link);
                     // Held replies may have moved into the buffer.
                     self.take_transmits();
                 }
@@ -810,7 +817,7 @@ impl Connection {
     fn queue_encoded(&mut self, framed: Bytes, trackable: bool) {
         match &mut self.link {
             Some(link) if trackable => {
-                if link.push(framed).is_err() {
+                if self.held.push(link, framed).is_err() {
                     self.link_overflow = true;
                 }
                 self.take_transmits();
