@@ -13,8 +13,10 @@
 pub mod client;
 mod link;
 pub mod server;
+pub mod store;
 pub mod transport;
 
 /// The wire protocol crate, re-exported for its message and payload types.
 pub use courier_protocol as protocol;
+pub use store::{MailboxId, MemoryStore, Store, StoreError};
 pub use transport::{Frame, Transport, TransportError, TransportInfo};
