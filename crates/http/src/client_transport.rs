@@ -9,10 +9,10 @@ use futures::{Sink, Stream};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::websocket::{Failure, NORMAL_CLOSURE, close_error};
+use crate::websocket::{Failure, NORMAL_CLOSURE, close_error, poll_close_handshake, text};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -81,10 +81,8 @@ impl Stream for ClientTransport {
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(frame))) => {
                     this.ended = true;
-                    let error = match frame {
-                        Some(frame) => close_error(Some(u16::from(frame.code)), &frame.reason),
-                        None => None,
-                    };
+                    let frame = frame.as_ref();
+                    let error = close_error(frame.map(|f| (u16::from(f.code), f.reason.as_str())));
                     return Poll::Ready(error.map(Err));
                 }
                 Some(Err(error)) => return Poll::Ready(this.fail(error).map(Err)),
@@ -110,9 +108,7 @@ impl Sink<Frame> for ClientTransport {
 
     fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), TransportError> {
         let message = match frame {
-            Frame::Text(bytes) => Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| {
-                TransportError::Protocol("a text frame must be valid UTF-8".into())
-            })?),
+            Frame::Text(bytes) => Message::Text(text(bytes)?),
             Frame::Binary(bytes) => Message::Binary(bytes),
         };
         let result = Pin::new(&mut self.socket).start_send(message);
@@ -132,23 +128,15 @@ impl Sink<Frame> for ClientTransport {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), TransportError>> {
         let this = &mut *self;
-        if !this.close_sent {
-            if let Err(error) = ready!(Pin::new(&mut this.socket).poll_ready(cx)) {
-                return Poll::Ready(this.fail(error).map_or(Ok(()), Err));
-            }
-            let close = Message::Close(Some(CloseFrame {
+        let close = || {
+            Message::Close(Some(CloseFrame {
                 code: CloseCode::from(NORMAL_CLOSURE),
                 reason: "".into(),
-            }));
-            if let Err(error) = Pin::new(&mut this.socket).start_send(close) {
-                return Poll::Ready(this.fail(error).map_or(Ok(()), Err));
-            }
-            this.close_sent = true;
-        }
-        match ready!(Pin::new(&mut this.socket).poll_close(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(error) => Poll::Ready(this.fail(error).map_or(Ok(()), Err)),
-        }
+            }))
+        };
+        let poll = poll_close_handshake(&mut this.socket, &mut this.close_sent, close, cx);
+        let result = ready!(poll);
+        Poll::Ready(result.or_else(|error| this.fail(error).map_or(Ok(()), Err)))
     }
 }
 

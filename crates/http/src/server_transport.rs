@@ -10,7 +10,7 @@ use courier::{Frame, Transport, TransportError, TransportInfo};
 use futures::{Sink, Stream};
 use tokio::sync::oneshot;
 
-use crate::websocket::{Failure, NORMAL_CLOSURE, close_error};
+use crate::websocket::{Failure, NORMAL_CLOSURE, close_error, poll_close_handshake, text};
 
 /// How a server WebSocket transport ended, reported to the endpoint when the transport is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,10 +153,8 @@ impl Stream for WebSocketTransport {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(frame))) => {
                     this.ending = Some(Ending::Closed);
-                    let error = match frame {
-                        Some(frame) => close_error(Some(frame.code), &frame.reason),
-                        None => None,
-                    };
+                    let frame = frame.as_ref();
+                    let error = close_error(frame.map(|f| (f.code, f.reason.as_str())));
                     return Poll::Ready(error.map(Err));
                 }
                 Some(Err(error)) => return Poll::Ready(this.fail(error).map(Err)),
@@ -183,9 +181,7 @@ impl Sink<Frame> for WebSocketTransport {
 
     fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), TransportError> {
         let message = match frame {
-            Frame::Text(bytes) => Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| {
-                TransportError::Protocol("a text frame must be valid UTF-8".into())
-            })?),
+            Frame::Text(bytes) => Message::Text(text(bytes)?),
             Frame::Binary(bytes) => Message::Binary(bytes),
         };
         if let Some(error) = self.broken() {
@@ -212,24 +208,19 @@ impl Sink<Frame> for WebSocketTransport {
             // Superseded or dropped: there is no peer to say goodbye to.
             return Poll::Ready(Ok(()));
         }
-        if !this.close_sent {
-            if let Err(error) = ready!(Pin::new(&mut this.socket).poll_ready(cx)) {
-                return Poll::Ready(this.fail(error).map_or(Ok(()), Err));
-            }
-            let close = Message::Close(Some(CloseFrame {
+        let close = || {
+            Message::Close(Some(CloseFrame {
                 code: NORMAL_CLOSURE,
                 reason: Utf8Bytes::from_static(""),
-            }));
-            if let Err(error) = Pin::new(&mut this.socket).start_send(close) {
-                return Poll::Ready(this.fail(error).map_or(Ok(()), Err));
-            }
-            this.close_sent = true;
+            }))
+        };
+        let poll = poll_close_handshake(&mut this.socket, &mut this.close_sent, close, cx);
+        if this.close_sent {
+            // The close frame went: the connection ends on purpose, whatever the closing does.
             this.ending.get_or_insert(Ending::Closed);
         }
-        match ready!(Pin::new(&mut this.socket).poll_close(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(error) => Poll::Ready(this.fail(error).map_or(Ok(()), Err)),
-        }
+        let result = ready!(poll);
+        Poll::Ready(result.or_else(|error| this.fail(error).map_or(Ok(()), Err)))
     }
 }
 
