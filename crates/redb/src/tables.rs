@@ -1,0 +1,132 @@
+//! The file's layout: one table per kind of record, each with an index by time where something expires, and the
+//! byte encodings of the values.
+//!
+//! Mailboxes are keyed by [`MailboxId::as_key`](courier::MailboxId::as_key). Times are milliseconds, numbers
+//! little-endian.
+
+use bytes::Bytes;
+use courier::StoreError;
+use courier_delivery::{StoredMessage, Timestamp};
+use redb::TableDefinition;
+
+/// Mailbox → (next sequence number, pending messages, pending payload bytes). A mailbox stays once created: its
+/// next number must never be given again.
+pub(crate) const MAILBOXES: TableDefinition<'_, &str, (u64, u64, u64)> =
+    TableDefinition::new("mailboxes");
+/// (mailbox, seq) → pending message ([`encode_pending`]).
+pub(crate) const PENDING: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("pending");
+/// (expires_at, mailbox, seq) for each pending message that expires.
+pub(crate) const EXPIRIES: TableDefinition<'_, (u64, &str, u64), ()> =
+    TableDefinition::new("expiries");
+/// (mailbox, seq) → acked message kept for resync ([`encode_timed`]: keep-until and payload).
+pub(crate) const HISTORY: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("history");
+/// (keep_until, mailbox, seq) for each history entry.
+pub(crate) const HISTORY_ENDS: TableDefinition<'_, (u64, &str, u64), ()> =
+    TableDefinition::new("history_ends");
+/// (mailbox, idempotency key) → stored result ([`encode_timed`]: expiry and result).
+pub(crate) const RESULTS: TableDefinition<'_, (&str, &str), &[u8]> =
+    TableDefinition::new("results");
+/// (expires_at, mailbox, key) for each stored result.
+pub(crate) const RESULT_ENDS: TableDefinition<'_, (u64, &str, &str), ()> =
+    TableDefinition::new("result_ends");
+
+/// Fixed part of a pending record: enqueued_at (8), expires_at (8), attempts (4), has key (1), key (8).
+const PENDING_HEADER: usize = 29;
+
+/// A pending message as stored (the sequence number is in the key).
+pub(crate) fn encode_pending(message: &StoredMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PENDING_HEADER + message.payload.len());
+    out.extend_from_slice(&message.enqueued_at.as_millis().to_le_bytes());
+    out.extend_from_slice(&message.expires_at.as_millis().to_le_bytes());
+    out.extend_from_slice(&message.attempts.to_le_bytes());
+    out.push(u8::from(message.key.is_some()));
+    out.extend_from_slice(&message.key.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&message.payload);
+    out
+}
+
+/// Reads back what [`encode_pending`] wrote; a record too short is corrupt.
+pub(crate) fn decode_pending(seq: u64, bytes: &[u8]) -> Result<StoredMessage, StoreError> {
+    let Some((header, payload)) = bytes.split_at_checked(PENDING_HEADER) else {
+        return Err(corrupt("pending message", seq));
+    };
+    let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let attempts = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
+    Ok(StoredMessage {
+        seq,
+        payload: Bytes::copy_from_slice(payload),
+        key: (header[20] != 0).then(|| u64_at(21)),
+        enqueued_at: Timestamp::from_millis(u64_at(0)),
+        expires_at: Timestamp::from_millis(u64_at(8)),
+        attempts,
+    })
+}
+
+/// A payload with a time (a history entry's keep-until, a result's expiry).
+pub(crate) fn encode_timed(at: Timestamp, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&at.as_millis().to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads back what [`encode_timed`] wrote.
+pub(crate) fn decode_timed(bytes: &[u8]) -> Result<(Timestamp, &[u8]), StoreError> {
+    let Some((at, payload)) = bytes.split_first_chunk::<8>() else {
+        return Err(StoreError::Backend(
+            "a stored record is shorter than its header".into(),
+        ));
+    };
+    Ok((Timestamp::from_millis(u64::from_le_bytes(*at)), payload))
+}
+
+fn corrupt(what: &str, seq: u64) -> StoreError {
+    StoreError::Backend(format!("{what} {seq} is shorter than its header").into())
+}
+
+/// A redb failure as a store error.
+pub(crate) fn backend(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(Box::new(error.into()))
+}
+
+/// Why an operation inside a transaction stopped.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// The store refused this one operation (a full mailbox, a corrupt record); the transaction goes on.
+    Refused(StoreError),
+    /// redb failed: the whole transaction fails.
+    Redb(Box<redb::Error>),
+}
+
+impl From<StoreError> for Failed {
+    fn from(error: StoreError) -> Self {
+        Self::Refused(error)
+    }
+}
+
+impl From<Failed> for StoreError {
+    fn from(failed: Failed) -> Self {
+        match failed {
+            Failed::Refused(error) => error,
+            Failed::Redb(error) => StoreError::Backend(error),
+        }
+    }
+}
+
+/// Every redb error converts, so that `?` works inside transactions.
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failed {
+            fn from(error: $error) -> Self {
+                Self::Redb(Box::new(error.into()))
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError
+);

@@ -1,0 +1,429 @@
+//! The writer thread: every change goes through it, and it commits them in groups.
+//!
+//! redb allows one write transaction at a time, and a durable commit costs an fsync. So one thread owns the
+//! writing: it waits for a write, takes every other write already queued (up to [`MAX_BATCH`]), applies them all
+//! in one transaction, commits once, and only then answers each of them. Under load, one fsync covers many
+//! appends and acks; alone, a write waits for nothing but its own commit.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use courier::StoreError;
+use courier::store::{ExpiredMessage, MailboxId, MailboxLimit, NewMessage};
+use courier_delivery::{StoredMessage, Timestamp};
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::tables::{
+    EXPIRIES, Failed, HISTORY, HISTORY_ENDS, MAILBOXES, PENDING, RESULT_ENDS, RESULTS,
+    decode_pending, decode_timed, encode_pending, encode_timed,
+};
+
+/// Most writes applied in one transaction: bounds the work (and the wait) of a single commit.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// Where a write's outcome goes once its transaction has committed (or failed).
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A change to the store, queued for the writer thread.
+pub(crate) enum Write {
+    Append {
+        mailbox: MailboxId,
+        message: NewMessage,
+        limit: MailboxLimit,
+        reply: Reply<u64>,
+    },
+    RecordAttempt {
+        mailbox: MailboxId,
+        seq: u64,
+        attempts: u32,
+        reply: Reply<()>,
+    },
+    Ack {
+        mailbox: MailboxId,
+        seq: u64,
+        keep_until: Option<Timestamp>,
+        reply: Reply<bool>,
+    },
+    Remove {
+        mailbox: MailboxId,
+        seq: u64,
+        reply: Reply<bool>,
+    },
+    Expire {
+        now: Timestamp,
+        max: usize,
+        reply: Reply<Vec<ExpiredMessage>>,
+    },
+    PutResult {
+        mailbox: MailboxId,
+        key: String,
+        result: Bytes,
+        now: Timestamp,
+        expires_at: Timestamp,
+        reply: Reply<Bytes>,
+    },
+}
+
+/// Runs until every sender of `writes` is gone, then returns (dropping its handle on the database).
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the thread owns its handle on the database until it exits"
+)]
+pub(crate) fn run(db: Arc<Database>, mut writes: mpsc::Receiver<Write>) {
+    while let Some(first) = writes.blocking_recv() {
+        let mut batch = Vec::with_capacity(MAX_BATCH.min(writes.len() + 1));
+        batch.push(first);
+        while batch.len() < MAX_BATCH
+            && let Ok(write) = writes.try_recv()
+        {
+            batch.push(write);
+        }
+        commit(&db, batch);
+    }
+}
+
+/// An answer held back until the commit: sends the write's own result if the commit succeeded, else the
+/// commit's error.
+type Answer = Box<dyn FnOnce(Result<(), &Arc<redb::Error>>) + Send>;
+
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Answer {
+    Box::new(move |committed| match committed {
+        Ok(()) => send(reply, result),
+        Err(error) => send_error(reply, error),
+    })
+}
+
+fn send<T>(reply: Reply<T>, result: Result<T, StoreError>) {
+    // The caller may have stopped waiting (its future was dropped): the write stands all the same.
+    let _ = reply.send(result);
+}
+
+fn send_error<T>(reply: Reply<T>, error: &Arc<redb::Error>) {
+    send(reply, Err(StoreError::Backend(Box::new(Arc::clone(error)))));
+}
+
+fn boxed(error: impl Into<redb::Error>) -> Box<redb::Error> {
+    Box::new(error.into())
+}
+
+/// The answer to a write and, if redb failed while applying it, the error that fails its whole transaction.
+fn settle<T: Send + 'static>(
+    reply: Reply<T>,
+    outcome: Result<T, Failed>,
+) -> (Answer, Option<Box<redb::Error>>) {
+    match outcome {
+        Ok(value) => (answer(reply, Ok(value)), None),
+        Err(Failed::Refused(error)) => (answer(reply, Err(error)), None),
+        // The transaction will not commit: the answer carries that error instead of this placeholder.
+        Err(Failed::Redb(error)) => (answer(reply, Err(StoreError::Closed)), Some(error)),
+    }
+}
+
+/// Applies `batch` in one transaction, commits, and answers every write in it. If anything fails, nothing of
+/// the batch is written and every write in it gets the error.
+fn commit(db: &Database, batch: Vec<Write>) {
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut writes = batch.into_iter();
+    let outcome = (|| {
+        let txn = db.begin_write().map_err(boxed)?;
+        {
+            let mut tables = Tables::open(&txn).map_err(boxed)?;
+            for write in writes.by_ref() {
+                let (answer, failed) = tables.apply(write);
+                answers.push(answer);
+                if let Some(error) = failed {
+                    return Err(error);
+                }
+            }
+        }
+        txn.commit().map_err(boxed)
+    })();
+    match outcome {
+        Ok(()) => {
+            for answer in answers {
+                answer(Ok(()));
+            }
+        }
+        Err(error) => {
+            let error = Arc::from(error);
+            for answer in answers {
+                answer(Err(&error));
+            }
+            for write in writes {
+                write.fail(&error);
+            }
+        }
+    }
+}
+
+impl Write {
+    /// Answers a write that was never applied with the error that stopped its transaction.
+    fn fail(self, error: &Arc<redb::Error>) {
+        match self {
+            Self::Append { reply, .. } => send_error(reply, error),
+            Self::RecordAttempt { reply, .. } => send_error(reply, error),
+            Self::Ack { reply, .. } | Self::Remove { reply, .. } => send_error(reply, error),
+            Self::Expire { reply, .. } => send_error(reply, error),
+            Self::PutResult { reply, .. } => send_error(reply, error),
+        }
+    }
+}
+
+/// Every table, opened once per transaction.
+pub(crate) struct Tables<'txn> {
+    mailboxes: Table<'txn, &'static str, (u64, u64, u64)>,
+    pending: Table<'txn, (&'static str, u64), &'static [u8]>,
+    expiries: Table<'txn, (u64, &'static str, u64), ()>,
+    history: Table<'txn, (&'static str, u64), &'static [u8]>,
+    history_ends: Table<'txn, (u64, &'static str, u64), ()>,
+    results: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    result_ends: Table<'txn, (u64, &'static str, &'static str), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    /// Opens (creating them if needed) every table.
+    pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(Self {
+            mailboxes: txn.open_table(MAILBOXES)?,
+            pending: txn.open_table(PENDING)?,
+            expiries: txn.open_table(EXPIRIES)?,
+            history: txn.open_table(HISTORY)?,
+            history_ends: txn.open_table(HISTORY_ENDS)?,
+            results: txn.open_table(RESULTS)?,
+            result_ends: txn.open_table(RESULT_ENDS)?,
+        })
+    }
+
+    /// Applies one write. A refusal (a full mailbox, a corrupt record) is the write's own answer; a redb error
+    /// fails the whole transaction.
+    fn apply(&mut self, write: Write) -> (Answer, Option<Box<redb::Error>>) {
+        match write {
+            Write::Append {
+                mailbox,
+                message,
+                limit,
+                reply,
+            } => settle(reply, self.append(&mailbox, message, limit)),
+            Write::RecordAttempt {
+                mailbox,
+                seq,
+                attempts,
+                reply,
+            } => settle(reply, self.record_attempt(&mailbox, seq, attempts)),
+            Write::Ack {
+                mailbox,
+                seq,
+                keep_until,
+                reply,
+            } => settle(reply, self.ack(&mailbox, seq, keep_until)),
+            Write::Remove {
+                mailbox,
+                seq,
+                reply,
+            } => {
+                let removed = self.take_pending(&mailbox, seq);
+                settle(reply, removed.map(|message| message.is_some()))
+            }
+            Write::Expire { now, max, reply } => settle(reply, self.expire(now, max)),
+            Write::PutResult {
+                mailbox,
+                key,
+                result,
+                now,
+                expires_at,
+                reply,
+            } => settle(
+                reply,
+                self.put_result(&mailbox, &key, result, now, expires_at),
+            ),
+        }
+    }
+
+    fn append(
+        &mut self,
+        mailbox: &MailboxId,
+        message: NewMessage,
+        limit: MailboxLimit,
+    ) -> Result<u64, Failed> {
+        let key = mailbox.as_key();
+        let (seq, count, bytes) = self
+            .mailboxes
+            .get(key)?
+            .map_or((1, 0, 0), |row| row.value());
+        let len = message.payload.len();
+        let fits = usize::try_from(count)
+            .ok()
+            .zip(usize::try_from(bytes).ok())
+            .is_some_and(|(count, bytes)| limit.admits(count, bytes, len));
+        if !fits {
+            let mailbox = mailbox.clone();
+            return Err(StoreError::MailboxFull { mailbox }.into());
+        }
+        let stored = StoredMessage {
+            seq,
+            payload: message.payload,
+            key: message.key,
+            enqueued_at: message.enqueued_at,
+            expires_at: message.expires_at,
+            attempts: 0,
+        };
+        self.pending
+            .insert((key, seq), encode_pending(&stored).as_slice())?;
+        if stored.expires_at != Timestamp::MAX {
+            self.expiries
+                .insert((stored.expires_at.as_millis(), key, seq), ())?;
+        }
+        self.mailboxes
+            .insert(key, (seq + 1, count + 1, bytes + len as u64))?;
+        Ok(seq)
+    }
+
+    /// Reads pending message `seq`, if there is one.
+    fn pending(&self, mailbox: &MailboxId, seq: u64) -> Result<Option<StoredMessage>, Failed> {
+        match self.pending.get((mailbox.as_key(), seq))? {
+            Some(row) => Ok(Some(decode_pending(seq, row.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn record_attempt(
+        &mut self,
+        mailbox: &MailboxId,
+        seq: u64,
+        attempts: u32,
+    ) -> Result<(), Failed> {
+        if let Some(mut message) = self.pending(mailbox, seq)?
+            && message.attempts < attempts
+        {
+            message.attempts = attempts;
+            self.pending
+                .insert((mailbox.as_key(), seq), encode_pending(&message).as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Takes pending message `seq` out of the mailbox, its expiry index and its counts.
+    fn take_pending(
+        &mut self,
+        mailbox: &MailboxId,
+        seq: u64,
+    ) -> Result<Option<StoredMessage>, Failed> {
+        let Some(message) = self.pending(mailbox, seq)? else {
+            return Ok(None);
+        };
+        let key = mailbox.as_key();
+        self.pending.remove((key, seq))?;
+        if message.expires_at != Timestamp::MAX {
+            self.expiries
+                .remove((message.expires_at.as_millis(), key, seq))?;
+        }
+        let (next_seq, count, bytes) = self
+            .mailboxes
+            .get(key)?
+            .map_or((seq + 1, 1, 0), |row| row.value());
+        let len = message.payload.len() as u64;
+        self.mailboxes.insert(
+            key,
+            (next_seq, count.saturating_sub(1), bytes.saturating_sub(len)),
+        )?;
+        Ok(Some(message))
+    }
+
+    fn ack(
+        &mut self,
+        mailbox: &MailboxId,
+        seq: u64,
+        keep_until: Option<Timestamp>,
+    ) -> Result<bool, Failed> {
+        let Some(message) = self.take_pending(mailbox, seq)? else {
+            return Ok(false);
+        };
+        if let Some(until) = keep_until {
+            let key = mailbox.as_key();
+            self.history
+                .insert((key, seq), encode_timed(until, &message.payload).as_slice())?;
+            self.history_ends
+                .insert((until.as_millis(), key, seq), ())?;
+        }
+        Ok(true)
+    }
+
+    fn expire(&mut self, now: Timestamp, max: usize) -> Result<Vec<ExpiredMessage>, Failed> {
+        let now = now.as_millis();
+        let mut expired = Vec::new();
+        for (at, key, seq) in first_due(&self.expiries, now, max)? {
+            let Some(mailbox) = MailboxId::from_key(&key) else {
+                return Err(
+                    StoreError::Backend(format!("unknown mailbox key {key:?}").into()).into(),
+                );
+            };
+            // Removes the index entry even if its message is gone.
+            self.expiries.remove((at, key.as_str(), seq))?;
+            if let Some(message) = self.take_pending(&mailbox, seq)? {
+                expired.push(ExpiredMessage { mailbox, message });
+            }
+        }
+        for (at, key, seq) in first_due(&self.history_ends, now, max)? {
+            self.history_ends.remove((at, key.as_str(), seq))?;
+            self.history.remove((key.as_str(), seq))?;
+        }
+        let mut ended = Vec::new();
+        for row in self.result_ends.iter()?.take(max) {
+            let (row, _) = row?;
+            let (at, mailbox, key) = row.value();
+            if at > now {
+                break;
+            }
+            ended.push((at, mailbox.to_owned(), key.to_owned()));
+        }
+        for (at, mailbox, key) in ended {
+            self.result_ends
+                .remove((at, mailbox.as_str(), key.as_str()))?;
+            self.results.remove((mailbox.as_str(), key.as_str()))?;
+        }
+        Ok(expired)
+    }
+
+    fn put_result(
+        &mut self,
+        mailbox: &MailboxId,
+        key: &str,
+        result: Bytes,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Bytes, Failed> {
+        let id = (mailbox.as_key(), key);
+        let existing = self.results.get(id)?.map(|row| row.value().to_vec());
+        if let Some(existing) = existing {
+            let (until, stored) = decode_timed(&existing)?;
+            if until > now {
+                return Ok(Bytes::copy_from_slice(stored));
+            }
+            self.result_ends.remove((until.as_millis(), id.0, id.1))?;
+        }
+        self.results
+            .insert(id, encode_timed(expires_at, &result).as_slice())?;
+        self.result_ends
+            .insert((expires_at.as_millis(), id.0, id.1), ())?;
+        Ok(result)
+    }
+}
+
+/// The first `max` entries of a time index that are due at `now`: (time, mailbox key, seq).
+fn first_due(
+    index: &Table<'_, (u64, &'static str, u64), ()>,
+    now: u64,
+    max: usize,
+) -> Result<Vec<(u64, String, u64)>, Failed> {
+    let mut due = Vec::new();
+    for row in index.iter()?.take(max) {
+        let (row, _) = row?;
+        let (at, mailbox, seq) = row.value();
+        if at > now {
+            break;
+        }
+        due.push((at, mailbox.to_owned(), seq));
+    }
+    Ok(due)
+}
