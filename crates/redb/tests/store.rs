@@ -52,22 +52,52 @@ async fn everything_survives_closing_and_reopening_the_file() {
     store.ack(&mailbox, 1, Some(t(500))).await.unwrap();
     store.remove(&mailbox, 2).await.unwrap();
     store.record_attempt(&mailbox, 3, 2).await.unwrap();
-    store.put_result(&mailbox, "call-7", Bytes::from_static(b"42"), t(0), t(900)).await.unwrap();
+    store
+        .put_result(&mailbox, "call-7", Bytes::from_static(b"42"), t(0), t(900))
+        .await
+        .unwrap();
     store.close().await;
 
     let store = RedbStore::open(&path).unwrap();
     assert_eq!(store.next_seq(&mailbox).await.unwrap(), 5);
     let pending = store.read_pending(&mailbox, 0, 10).await.unwrap();
-    let summary: Vec<_> = pending.iter().map(|m| (m.seq, m.attempts, m.payload.clone(), m.expires_at)).collect();
-    assert_eq!(summary, [(3, 2, Bytes::from("m3"), t(1_000)), (4, 0, Bytes::from("m4"), t(1_000))]);
+    let summary: Vec<_> = pending
+        .iter()
+        .map(|m| (m.seq, m.attempts, m.payload.clone(), m.expires_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (3, 2, Bytes::from("m3"), t(1_000)),
+            (4, 0, Bytes::from("m4"), t(1_000))
+        ]
+    );
     let history = store.read_history(&mailbox, 0, t(100), 10).await.unwrap();
-    assert_eq!(history.iter().map(|m| (m.seq, m.payload.clone())).collect::<Vec<_>>(), [(1, Bytes::from("m1"))]);
-    assert_eq!(store.get_result(&mailbox, "call-7", t(100)).await.unwrap(), Some(Bytes::from_static(b"42")));
+    assert_eq!(
+        history
+            .iter()
+            .map(|m| (m.seq, m.payload.clone()))
+            .collect::<Vec<_>>(),
+        [(1, Bytes::from("m1"))]
+    );
+    assert_eq!(
+        store.get_result(&mailbox, "call-7", t(100)).await.unwrap(),
+        Some(Bytes::from_static(b"42"))
+    );
 
     // The expiry index survived too.
     let expired = store.expire(t(1_000), 10).await.unwrap();
-    assert_eq!(expired.iter().map(|e| e.message.seq).collect::<Vec<_>>(), [3, 4]);
-    assert_eq!(store.append(&mailbox, NewMessage::new(Bytes::new(), t(2_000)), limit).await.unwrap(), 5);
+    assert_eq!(
+        expired.iter().map(|e| e.message.seq).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert_eq!(
+        store
+            .append(&mailbox, NewMessage::new(Bytes::new(), t(2_000)), limit)
+            .await
+            .unwrap(),
+        5
+    );
     store.close().await;
 }
 
