@@ -5,6 +5,8 @@
 //! in one transaction, commits once, and only then answers each of them. Under load, one fsync covers many
 //! appends and acks; alone, a write waits for nothing but its own commit.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -136,6 +138,7 @@ fn commit(db: &Database, batch: Vec<Write>) {
                     return Err(error);
                 }
             }
+            tables.flush_mailboxes().map_err(boxed)?;
         }
         txn.commit().map_err(boxed)
     })();
@@ -179,7 +182,14 @@ pub(crate) struct Tables<'txn> {
     history_ends: Table<'txn, (u64, &'static str, u64), ()>,
     results: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     result_ends: Table<'txn, (u64, &'static str, &'static str), ()>,
+    /// The `mailboxes` rows this transaction read, changed in place and written back once by
+    /// [`flush_mailboxes`](Self::flush_mailboxes): a busy mailbox costs one read and one write per commit, not
+    /// two per message.
+    rows: HashMap<String, MailboxRow>,
 }
+
+/// A `mailboxes` row: (next sequence number, pending messages, pending payload bytes).
+type MailboxRow = (u64, u64, u64);
 
 impl<'txn> Tables<'txn> {
     /// Opens (creating them if needed) every table.
@@ -192,7 +202,27 @@ impl<'txn> Tables<'txn> {
             history_ends: txn.open_table(HISTORY_ENDS)?,
             results: txn.open_table(RESULTS)?,
             result_ends: txn.open_table(RESULT_ENDS)?,
+            rows: HashMap::new(),
         })
+    }
+
+    /// The row of mailbox `key`, read once per transaction; a new mailbox starts at number 1.
+    fn row(&mut self, key: &str) -> Result<&mut MailboxRow, Failed> {
+        Ok(match self.rows.entry(key.to_owned()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let stored = self.mailboxes.get(key)?.map(|row| row.value());
+                entry.insert(stored.unwrap_or((1, 0, 0)))
+            }
+        })
+    }
+
+    /// Writes back the mailbox rows this transaction changed (and the few it only read).
+    fn flush_mailboxes(&mut self) -> Result<(), redb::StorageError> {
+        for (key, row) in self.rows.drain() {
+            self.mailboxes.insert(key.as_str(), row)?;
+        }
+        Ok(())
     }
 
     /// Applies one write. A refusal (a full mailbox, a corrupt record) is the write's own answer; a redb error
@@ -247,11 +277,9 @@ impl<'txn> Tables<'txn> {
         limit: MailboxLimit,
     ) -> Result<u64, Failed> {
         let key = mailbox.as_key();
-        let (seq, count, bytes) = self
-            .mailboxes
-            .get(key)?
-            .map_or((1, 0, 0), |row| row.value());
         let len = message.payload.len();
+        let row = self.row(key)?;
+        let (seq, count, bytes) = *row;
         let fits = usize::try_from(count)
             .ok()
             .zip(usize::try_from(bytes).ok())
@@ -260,6 +288,7 @@ impl<'txn> Tables<'txn> {
             let mailbox = mailbox.clone();
             return Err(StoreError::MailboxFull { mailbox }.into());
         }
+        *row = (seq + 1, count + 1, bytes + len as u64);
         let stored = StoredMessage {
             seq,
             payload: message.payload,
@@ -274,8 +303,6 @@ impl<'txn> Tables<'txn> {
             self.expiries
                 .insert((stored.expires_at.as_millis(), key, seq), ())?;
         }
-        self.mailboxes
-            .insert(key, (seq + 1, count + 1, bytes + len as u64))?;
         Ok(seq)
     }
 
@@ -303,30 +330,29 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Takes pending message `seq` out of the mailbox, its expiry index and its counts.
+    /// Takes pending message `seq` out of the mailbox, its expiry index and its counts. A corrupt record is
+    /// removed all the same (the caller asked for it to go) and reported.
     fn take_pending(
         &mut self,
         mailbox: &MailboxId,
         seq: u64,
     ) -> Result<Option<StoredMessage>, Failed> {
-        let Some(message) = self.pending(mailbox, seq)? else {
+        let key = mailbox.as_key();
+        let Some(removed) = self.pending.remove((key, seq))? else {
             return Ok(None);
         };
-        let key = mailbox.as_key();
-        self.pending.remove((key, seq))?;
+        let message = decode_pending(seq, removed.value());
+        drop(removed);
+        let message = message?;
         if message.expires_at != Timestamp::MAX {
             self.expiries
                 .remove((message.expires_at.as_millis(), key, seq))?;
         }
-        let (next_seq, count, bytes) = self
-            .mailboxes
-            .get(key)?
-            .map_or((seq + 1, 1, 0), |row| row.value());
-        let len = message.payload.len() as u64;
-        self.mailboxes.insert(
-            key,
-            (next_seq, count.saturating_sub(1), bytes.saturating_sub(len)),
-        )?;
+        let row = self.row(key)?;
+        // The row's next number is above `seq` unless the file was damaged; keep it so regardless.
+        row.0 = row.0.max(seq + 1);
+        row.1 = row.1.saturating_sub(1);
+        row.2 = row.2.saturating_sub(message.payload.len() as u64);
         Ok(Some(message))
     }
 
