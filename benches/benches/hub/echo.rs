@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::servers::{HUB_PATH, Server};
+use crate::servers::{HUB_PATH, SMALL_READ_BUFFER, Server};
 use crate::{BoxError, load_average};
 
 /// Time to reach a steady state before counting.
@@ -78,7 +79,7 @@ pub(crate) fn run(only: Option<&str>) -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let bare = Server::Bare.start().await?;
+        let bare = Server::BareSmallReadBuffer.start().await?;
         let courier = Server::Courier.start().await?;
         println!(
             "## Echo round trips per second (warm-up {WARMUP:?}, measured {MEASURE:?} per case)"
@@ -253,7 +254,10 @@ async fn bare_case(
 async fn bare_connect(addr: SocketAddr) -> Result<WebSocketStream<TcpStream>, BoxError> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (socket, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream).await?;
+    let config = WebSocketConfig::default().read_buffer_size(SMALL_READ_BUFFER);
+    let (socket, _) =
+        tokio_tungstenite::client_async_with_config(format!("ws://{addr}/"), stream, Some(config))
+            .await?;
     Ok(socket)
 }
 

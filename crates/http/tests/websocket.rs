@@ -346,6 +346,18 @@ async fn a_message_above_the_limit_fails_the_transport() {
 }
 
 #[tokio::test]
+async fn messages_many_times_the_read_buffer_flow_both_ways() {
+    let addr = echo_server(EndpointOptions::new().read_buffer_size(512)).await;
+    let (mut transport, _) = connector(addr)
+        .read_buffer_size(512)
+        .connect()
+        .await
+        .unwrap();
+    let big = "b".repeat(40_000);
+    assert_eq!(round_trip(&mut transport, text(&big)).await, text(&big));
+}
+
+#[tokio::test]
 async fn the_client_follows_redirects_with_their_access_token() {
     let hub = serve(HubEndpoint::new(Guarded("redirected")).router("/hub")).await;
     let redirect = axum::Router::new().route(

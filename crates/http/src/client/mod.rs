@@ -98,13 +98,14 @@ pub struct HttpConnector {
     skip_negotiation: bool,
     stateful_reconnect: bool,
     max_message_size: usize,
+    read_buffer_size: usize,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
 }
 
 impl HttpConnector {
     /// A connector for the hub at `url`, with no access token or extra headers, negotiate on, stateful reconnect
-    /// off, 1 MiB WebSocket messages, a 100 s timeout and the Mozilla root certificates.
+    /// off, 1 MiB WebSocket messages, a 4 KiB read buffer, a 100 s timeout and the Mozilla root certificates.
     pub fn new(url: &str) -> Result<Self, ConnectError> {
         let url = hub_url(url)?;
         Ok(Self {
@@ -114,6 +115,7 @@ impl HttpConnector {
             skip_negotiation: false,
             stateful_reconnect: false,
             max_message_size: 1024 * 1024,
+            read_buffer_size: 4096,
             timeout: Duration::from_secs(100),
             tls: stream::default_tls_config(),
         })
@@ -153,6 +155,16 @@ impl HttpConnector {
     #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How many bytes the WebSocket reads from its socket at once (tungstenite's `read_buffer_size`). The
+    /// connection holds a buffer this large for its whole life, zero-filled and resident; a larger message is still
+    /// accepted (up to [`max_message_size`](Self::max_message_size)), read in several chunks. Default: 4 KiB
+    /// (tungstenite's own default is 128 KiB).
+    #[must_use]
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
         self
     }
 
@@ -344,7 +356,8 @@ impl Session {
         let size = connector.max_message_size;
         let config = WebSocketConfig::default()
             .max_message_size(Some(size))
-            .max_frame_size(Some(size));
+            .max_frame_size(Some(size))
+            .read_buffer_size(connector.read_buffer_size);
         let stream = stream::open(&self.websocket_url, &connector.tls).await?;
         let (socket, _response) =
             tokio_tungstenite::client_async_with_config(request, stream, Some(config))

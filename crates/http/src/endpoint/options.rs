@@ -19,6 +19,7 @@ pub struct EndpointOptions {
     pub(crate) allow_stateful_reconnects: bool,
     pub(crate) disconnect_timeout: Duration,
     pub(crate) max_message_size: usize,
+    pub(crate) read_buffer_size: usize,
 }
 
 impl Default for EndpointOptions {
@@ -28,12 +29,14 @@ impl Default for EndpointOptions {
 }
 
 impl EndpointOptions {
-    /// The defaults: no stateful reconnect, a 15 s disconnect timeout, 64 KiB WebSocket messages.
+    /// The defaults: no stateful reconnect, a 15 s disconnect timeout, 64 KiB WebSocket messages, a 4 KiB read
+    /// buffer.
     pub fn new() -> Self {
         Self {
             allow_stateful_reconnects: false,
             disconnect_timeout: Duration::from_secs(15),
             max_message_size: 65_536,
+            read_buffer_size: 4096,
         }
     }
 
@@ -65,6 +68,16 @@ impl EndpointOptions {
     #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How many bytes each WebSocket reads from its socket at once (tungstenite's `read_buffer_size`). Each
+    /// connection holds a buffer this large for its whole life, zero-filled and resident, so it sets most of an idle
+    /// connection's memory; a larger message is still accepted (up to [`max_message_size`](Self::max_message_size)),
+    /// read in several chunks. Default: 4 KiB (tungstenite's own default is 128 KiB).
+    #[must_use]
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
         self
     }
 }

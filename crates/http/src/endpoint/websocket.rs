@@ -106,7 +106,10 @@ fn websocket<H: ConnectionHandler>(
     identity: Identity,
 ) -> Response {
     let size = shared.options.max_message_size;
-    let upgrade = upgrade.max_message_size(size).max_frame_size(size);
+    let upgrade = upgrade
+        .max_message_size(size)
+        .max_frame_size(size)
+        .read_buffer_size(shared.options.read_buffer_size);
     let Some(token) = id else {
         let Ok(connection_id) = new_id() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
