@@ -67,6 +67,8 @@ pub struct Outbox {
     /// Never later than the earliest expiry among `entries` (it may be earlier, after the message that set it
     /// left): when it passes, `handle_timeout` scans for expired messages and recomputes it exactly.
     next_expiry: Timestamp,
+    /// The expiries of the pending messages that expire too long after their push for the entry to hold.
+    far_expiries: HashMap<u64, Timestamp>,
     keys: KeyIndex,
     history: VecDeque<Kept>,
     history_bytes: usize,
@@ -80,27 +82,89 @@ pub struct Outbox {
     now: Timestamp,
 }
 
-/// A pending message. Kept to 64 bytes, half of which is the payload handle.
+/// A pending message, packed into 56 bytes (32 of them the payload handle) so that, with the queue's growth slack
+/// of at most an eighth (see [`Outbox::make_room`]), the heap held per message stays within the 64-byte budget.
 #[derive(Debug)]
 struct Entry {
     payload: Bytes,
     seq: u64,
     enqueued_at: Timestamp,
-    expires_at: Timestamp,
     attempts: u32,
-    state: State,
-    /// Whether `keys` holds a key for this entry.
-    keyed: bool,
+    /// The [`State`] in the low two bits; above them, the expiry as milliseconds after `enqueued_at`, or one of
+    /// the codes [`Entry::NEVER`] and [`Entry::FAR`].
+    packed: u32,
+}
+
+impl Entry {
+    /// Expiry code: the message never expires.
+    const NEVER: u32 = (1 << 30) - 1;
+    /// Expiry code: the expiry is not representable as a delta below `FAR` milliseconds (about 12 days) after the
+    /// push; the outbox keeps it in `far_expiries`.
+    const FAR: u32 = Self::NEVER - 1;
+
+    /// A ready entry, and whether its expiry must be kept in `far_expiries`.
+    fn new(
+        payload: Bytes,
+        seq: u64,
+        enqueued_at: Timestamp,
+        expires_at: Timestamp,
+        attempts: u32,
+    ) -> (Self, bool) {
+        let code = if expires_at == Timestamp::MAX {
+            Self::NEVER
+        } else {
+            expires_at
+                .as_millis()
+                .checked_sub(enqueued_at.as_millis())
+                .and_then(|delta| u32::try_from(delta).ok())
+                .filter(|&delta| delta < Self::FAR)
+                .unwrap_or(Self::FAR)
+        };
+        let entry = Self {
+            payload,
+            seq,
+            enqueued_at,
+            attempts,
+            packed: code << 2 | State::Ready as u32,
+        };
+        (entry, code == Self::FAR)
+    }
+
+    fn state(&self) -> State {
+        match self.packed & 0b11 {
+            0 => State::Ready,
+            1 => State::InFlight,
+            _ => State::Backoff,
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        self.packed = self.packed & !0b11 | state as u32;
+    }
+
+    /// Whether the expiry is kept in `far_expiries`.
+    fn is_far(&self) -> bool {
+        self.packed >> 2 == Self::FAR
+    }
+
+    /// When the message expires; `far_expiries` holds the expiries of the entries that are [`is_far`](Self::is_far).
+    fn expires_at(&self, far_expiries: &HashMap<u64, Timestamp>) -> Timestamp {
+        match self.packed >> 2 {
+            Self::NEVER => Timestamp::MAX,
+            Self::FAR => far_expiries[&self.seq],
+            delta => Timestamp::from_millis(self.enqueued_at.as_millis() + u64::from(delta)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Waiting to be sent (first time or again).
-    Ready,
+    Ready = 0,
     /// Sent, waiting for the ack.
-    InFlight,
+    InFlight = 1,
     /// A failed attempt, waiting out its backoff.
-    Backoff,
+    Backoff = 2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -134,7 +198,12 @@ impl KeyIndex {
         self.latest.insert(key, seq)
     }
 
+    /// Forgets the key of `seq`, if it has one. Without any keyed message pending this costs no hashing, so that
+    /// unkeyed messages need no flag of their own.
     fn remove(&mut self, seq: u64) {
+        if self.of_seq.is_empty() {
+            return;
+        }
         if let Some(key) = self.of_seq.remove(&seq)
             && self.latest.get(&key) == Some(&seq)
         {
@@ -162,6 +231,7 @@ impl Outbox {
             ack_deadlines: VecDeque::new(),
             retries: BinaryHeap::new(),
             next_expiry: Timestamp::MAX,
+            far_expiries: HashMap::new(),
             keys: KeyIndex::default(),
             history: VecDeque::new(),
             history_bytes: 0,
@@ -201,15 +271,13 @@ impl Outbox {
             previous = stored.seq;
             outbox.bytes += stored.payload.len();
             outbox.next_expiry = outbox.next_expiry.min(stored.expires_at);
-            outbox.entries.push_back(Entry {
-                payload: stored.payload,
-                seq: stored.seq,
-                enqueued_at: stored.enqueued_at,
-                expires_at: stored.expires_at,
-                attempts: stored.attempts,
-                state: State::Ready,
-                keyed: false,
-            });
+            outbox.add_entry(
+                stored.payload,
+                stored.seq,
+                stored.enqueued_at,
+                stored.expires_at,
+                stored.attempts,
+            );
             if let Some(key) = stored.key {
                 outbox.index_key(stored.seq, key);
             }
@@ -291,19 +359,7 @@ impl Outbox {
         let expires_at = ttl.map_or(Timestamp::MAX, |ttl| now + ttl);
         self.next_expiry = self.next_expiry.min(expires_at);
         self.bytes += len;
-        if self.entries.capacity() == 0 {
-            // Most mailboxes of a fan-out hold one message: start with room for one rather than the default four.
-            self.entries.reserve_exact(1);
-        }
-        self.entries.push_back(Entry {
-            payload: message.payload,
-            seq,
-            enqueued_at: now,
-            expires_at,
-            attempts: 0,
-            state: State::Ready,
-            keyed: false,
-        });
+        self.add_entry(message.payload, seq, now, expires_at, 0);
         if let Some(key) = key {
             self.index_key(seq, key);
         }
@@ -348,7 +404,7 @@ impl Outbox {
         match nack {
             Nack::Reject => self.dead_letter(i, DeadLetterReason::Rejected),
             Nack::Retry => {
-                if entry.state == State::InFlight && entry.attempts == attempt {
+                if entry.state() == State::InFlight && entry.attempts == attempt {
                     self.fail_attempt(i, now);
                 }
             }
@@ -365,8 +421,8 @@ impl Outbox {
         }
         self.attached_before = true;
         for entry in &mut self.entries {
-            if entry.state == State::Backoff {
-                entry.state = State::Ready;
+            if entry.state() == State::Backoff {
+                entry.set_state(State::Ready);
             }
         }
         self.retries.clear();
@@ -385,14 +441,14 @@ impl Outbox {
         let mut i = 0;
         while i < self.entries.len() {
             let entry = &mut self.entries[i];
-            if entry.state == State::InFlight {
+            if entry.state() == State::InFlight {
                 self.in_flight -= 1;
                 if entry.attempts >= limit {
-                    entry.state = State::Ready;
+                    entry.set_state(State::Ready);
                     self.dead_letter(i, DeadLetterReason::AttemptsExhausted);
                     continue;
                 }
-                entry.state = State::Ready;
+                entry.set_state(State::Ready);
                 self.ready_from = self.ready_from.min(entry.seq);
             }
             i += 1;
@@ -422,11 +478,11 @@ impl Outbox {
             })
             .collect();
         for entry in &mut self.entries {
-            match entry.state {
+            match entry.state() {
                 State::InFlight => self.in_flight -= 1,
                 State::Ready | State::Backoff => {}
             }
-            entry.state = State::Ready;
+            entry.set_state(State::Ready);
         }
         self.ack_deadlines.clear();
         self.retries.clear();
@@ -444,7 +500,7 @@ impl Outbox {
             self.ack_deadlines.pop_front();
             if let Some(i) = self.index_of(timer.seq) {
                 let entry = &self.entries[i];
-                if entry.state == State::InFlight && entry.attempts == timer.attempt {
+                if entry.state() == State::InFlight && entry.attempts == timer.attempt {
                     self.fail_attempt(i, now);
                 }
             }
@@ -455,8 +511,8 @@ impl Outbox {
             self.retries.pop();
             if let Some(i) = self.index_of(timer.seq) {
                 let entry = &mut self.entries[i];
-                if entry.state == State::Backoff && entry.attempts == timer.attempt {
-                    entry.state = State::Ready;
+                if entry.state() == State::Backoff && entry.attempts == timer.attempt {
+                    entry.set_state(State::Ready);
                     self.ready_from = self.ready_from.min(timer.seq);
                 }
             }
@@ -501,7 +557,7 @@ impl Outbox {
                 latency,
             });
         } else {
-            entry.state = State::InFlight;
+            entry.set_state(State::InFlight);
             self.in_flight += 1;
             if let Some(timeout) = ack_timeout {
                 self.ack_deadlines.push_back(Timer {
@@ -597,13 +653,9 @@ impl Outbox {
         self.entries.iter().map(|entry| StoredMessage {
             seq: entry.seq,
             payload: entry.payload.clone(),
-            key: if entry.keyed {
-                self.keys.key_of(entry.seq)
-            } else {
-                None
-            },
+            key: self.keys.key_of(entry.seq),
             enqueued_at: entry.enqueued_at,
-            expires_at: entry.expires_at,
+            expires_at: entry.expires_at(&self.far_expiries),
             attempts: entry.attempts,
         })
     }
@@ -623,9 +675,6 @@ impl Outbox {
         if self.policy.resend != Resend::LatestPerKey {
             return;
         }
-        if let Some(i) = self.index_of(seq) {
-            self.entries[i].keyed = true;
-        }
         if let Some(old) = self.keys.insert(seq, key)
             && let Some(i) = self.index_of(old)
         {
@@ -644,7 +693,7 @@ impl Outbox {
         while let Some(timer) = self.ack_deadlines.front() {
             let live = self.index_of(timer.seq).is_some_and(|i| {
                 let entry = &self.entries[i];
-                entry.state == State::InFlight && entry.attempts == timer.attempt
+                entry.state() == State::InFlight && entry.attempts == timer.attempt
             });
             if live {
                 break;
@@ -665,7 +714,7 @@ impl Outbox {
             }
             Ordering::Strict | Ordering::Unordered => self.entries.len(),
         };
-        let found = (start..end).find(|&i| self.entries[i].state == State::Ready);
+        let found = (start..end).find(|&i| self.entries[i].state() == State::Ready);
         if found.is_none() {
             self.ready_from = self
                 .entries
@@ -676,16 +725,46 @@ impl Outbox {
         found
     }
 
+    /// Appends a ready entry (numbered above every pending one).
+    fn add_entry(
+        &mut self,
+        payload: Bytes,
+        seq: u64,
+        enqueued_at: Timestamp,
+        expires_at: Timestamp,
+        attempts: u32,
+    ) {
+        let (entry, far) = Entry::new(payload, seq, enqueued_at, expires_at, attempts);
+        if far {
+            self.far_expiries.insert(seq, expires_at);
+        }
+        self.make_room();
+        self.entries.push_back(entry);
+    }
+
+    /// Grows the queue, when full, by an eighth of its length (at least four slots) rather than doubling it, so that
+    /// from 32 pending messages on the spare capacity never exceeds an eighth of them: 56-byte entries then hold at
+    /// most 63 bytes per message. Growth stays geometric, so pushes stay amortised O(1). The first push allocates a
+    /// single slot: most mailboxes of a fan-out hold one message.
+    fn make_room(&mut self) {
+        let len = self.entries.len();
+        if len == self.entries.capacity() {
+            let extra = if len == 0 { 1 } else { (len / 8).max(4) };
+            self.entries.reserve_exact(extra);
+        }
+    }
+
     /// Removes entry `i` and undoes its accounting.
     fn remove_at(&mut self, i: usize) -> Entry {
         let entry = self.entries.remove(i).expect("index in range");
         self.bytes -= entry.payload.len();
-        if entry.state == State::InFlight {
+        if entry.state() == State::InFlight {
             self.in_flight -= 1;
         }
-        if entry.keyed {
-            self.keys.remove(entry.seq);
+        if entry.is_far() {
+            self.far_expiries.remove(&entry.seq);
         }
+        self.keys.remove(entry.seq);
         entry
     }
 
@@ -725,7 +804,7 @@ impl Outbox {
     fn fail_attempt(&mut self, i: usize, now: Timestamp) {
         self.in_flight -= 1;
         let entry = &mut self.entries[i];
-        entry.state = State::Ready;
+        entry.set_state(State::Ready);
         if entry.attempts >= self.policy.attempt_limit() {
             self.dead_letter(i, DeadLetterReason::AttemptsExhausted);
             return;
@@ -734,7 +813,7 @@ impl Outbox {
         if delay == 0 {
             self.ready_from = self.ready_from.min(entry.seq);
         } else {
-            entry.state = State::Backoff;
+            entry.set_state(State::Backoff);
             let at = Timestamp::from_millis(now.as_millis().saturating_add(delay));
             self.retries.push(Reverse(Timer {
                 at,
@@ -752,7 +831,7 @@ impl Outbox {
         let mut next = Timestamp::MAX;
         let mut i = 0;
         while i < self.entries.len() {
-            let expires_at = self.entries[i].expires_at;
+            let expires_at = self.entries[i].expires_at(&self.far_expiries);
             if expires_at <= now {
                 let entry = self.remove_at(i);
                 self.events.push_back(Event::Expired {
@@ -788,11 +867,65 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use super::Entry;
+    use std::time::Duration;
 
-    /// The per-message budget of the design: 64 bytes, half of it the payload handle.
+    use bytes::Bytes;
+
+    use super::{Entry, Outbox};
+    use crate::{Event, Message, Policy, StoredMessage, Timestamp};
+
+    /// The per-message budget of the design is 64 bytes, half of it the payload handle; the entry takes 56 so that
+    /// the queue's growth slack (at most an eighth) fits within it.
     #[test]
-    fn a_pending_message_takes_64_bytes() {
-        assert_eq!(size_of::<Entry>(), 64);
+    fn a_pending_message_takes_56_bytes() {
+        assert_eq!(size_of::<Entry>(), 56);
+    }
+
+    /// Expiries too far after the push for the entry's delta (and odd ones from a store, before the push) are kept
+    /// exactly, fire on time, and leave nothing behind once settled.
+    #[test]
+    fn far_expiries_are_kept_exactly() {
+        let day = 24 * 60 * 60 * 1000;
+        let payload = Bytes::from_static(b"x");
+        let stored = |seq, enqueued_at, expires_at| StoredMessage {
+            seq,
+            payload: payload.clone(),
+            key: None,
+            enqueued_at: Timestamp::from_millis(enqueued_at),
+            expires_at: Timestamp::from_millis(expires_at),
+            attempts: 0,
+        };
+        let pending = vec![
+            stored(1, 5_000, 5_000 + 30 * day),
+            stored(2, 5_000, u64::MAX - 1),
+            stored(3, 9_000, 10_000 + 3 * day),
+        ];
+        let now = Timestamp::from_millis(9_000);
+        let mut outbox = Outbox::restore(Policy::default(), 1, 4, pending.clone(), now).unwrap();
+        let seq = outbox
+            .push(
+                Message::new(payload.clone()).ttl(Duration::from_millis(40 * day)),
+                now,
+            )
+            .unwrap();
+        let mut expected = pending;
+        expected.push(stored(seq, 9_000, 9_000 + 40 * day));
+        assert_eq!(outbox.pending().collect::<Vec<_>>(), expected);
+        assert_eq!(outbox.far_expiries.len(), 3);
+
+        for (at, seq, far_left) in [
+            (10_000 + 3 * day, 3, 3),
+            (5_000 + 30 * day, 1, 2),
+            (9_000 + 40 * day, 4, 1),
+        ] {
+            outbox.handle_timeout(Timestamp::from_millis(at - 1));
+            assert_eq!(outbox.poll_event(), None, "nothing expires before {at}");
+            outbox.handle_timeout(Timestamp::from_millis(at));
+            assert!(matches!(outbox.poll_event(), Some(Event::Expired { seq: s, .. }) if s == seq));
+            assert_eq!(outbox.poll_event(), None);
+            assert_eq!(outbox.far_expiries.len(), far_left);
+        }
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox.far_expiries.len(), 1);
     }
 }
