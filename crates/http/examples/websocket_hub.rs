@@ -36,7 +36,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stateful_reconnect(true)
         .start()
         .await?;
-    println!("connected to http://{addr}/hub as {:?}", connection.connection_id());
+    println!(
+        "connected to http://{addr}/hub as {:?}",
+        connection.connection_id()
+    );
     let sum: i64 = connection.invoke("Add", (40, 2)).await?;
     println!("Add(40, 2) = {sum}");
     connection.stop().await;
