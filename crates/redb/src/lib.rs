@@ -155,7 +155,9 @@ impl Store for RedbStore {
         let mailbox = mailbox.clone();
         Box::pin(self.read(move |txn| {
             let table = txn.open_table(MAILBOXES)?;
-            let next = table.get(mailbox.as_key())?.map_or(1, |row| row.value().0);
+            let next = table
+                .get(mailbox.as_key().as_bytes())?
+                .map_or(1, |row| row.value().0);
             Ok(next)
         }))
     }
@@ -169,7 +171,7 @@ impl Store for RedbStore {
         let mailbox = mailbox.clone();
         Box::pin(self.read(move |txn| {
             let table = txn.open_table(PENDING)?;
-            let key = mailbox.as_key();
+            let key = mailbox.as_key().as_bytes();
             let mut messages = Vec::new();
             for row in table
                 .range((key, after.saturating_add(1))..=(key, u64::MAX))?
@@ -228,7 +230,7 @@ impl Store for RedbStore {
         let mailbox = mailbox.clone();
         Box::pin(self.read(move |txn| {
             let table = txn.open_table(HISTORY)?;
-            let key = mailbox.as_key();
+            let key = mailbox.as_key().as_bytes();
             let mut messages = Vec::new();
             for row in table.range((key, after.saturating_add(1))..=(key, u64::MAX))? {
                 if messages.len() == max {
@@ -261,7 +263,7 @@ impl Store for RedbStore {
             check_key(&id.1)?;
             self.read(move |txn| {
                 let table = txn.open_table(RESULTS)?;
-                let Some(row) = table.get((id.0.as_key(), id.1.as_str()))? else {
+                let Some(row) = table.get((id.0.as_key().as_bytes(), id.1.as_bytes()))? else {
                     return Ok(None);
                 };
                 let (until, result) = decode_timed(row.value())?;

@@ -175,17 +175,17 @@ impl Write {
 
 /// Every table, opened once per transaction.
 pub(crate) struct Tables<'txn> {
-    mailboxes: Table<'txn, &'static str, (u64, u64, u64)>,
-    pending: Table<'txn, (&'static str, u64), &'static [u8]>,
-    expiries: Table<'txn, (u64, &'static str, u64), ()>,
-    history: Table<'txn, (&'static str, u64), &'static [u8]>,
-    history_ends: Table<'txn, (u64, &'static str, u64), ()>,
-    results: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    result_ends: Table<'txn, (u64, &'static str, &'static str), ()>,
+    mailboxes: Table<'txn, &'static [u8], (u64, u64, u64)>,
+    pending: Table<'txn, (&'static [u8], u64), &'static [u8]>,
+    expiries: Table<'txn, (u64, &'static [u8], u64), ()>,
+    history: Table<'txn, (&'static [u8], u64), &'static [u8]>,
+    history_ends: Table<'txn, (u64, &'static [u8], u64), ()>,
+    results: Table<'txn, (&'static [u8], &'static [u8]), &'static [u8]>,
+    result_ends: Table<'txn, (u64, &'static [u8], &'static [u8]), ()>,
     /// The `mailboxes` rows this transaction read, changed in place and written back once by
     /// [`flush_mailboxes`](Self::flush_mailboxes): a busy mailbox costs one read and one write per commit, not
     /// two per message.
-    rows: HashMap<String, MailboxRow>,
+    rows: HashMap<Vec<u8>, MailboxRow>,
 }
 
 /// A `mailboxes` row: (next sequence number, pending messages, pending payload bytes).
@@ -207,8 +207,8 @@ impl<'txn> Tables<'txn> {
     }
 
     /// The row of mailbox `key`, read once per transaction; a new mailbox starts at number 1.
-    fn row(&mut self, key: &str) -> Result<&mut MailboxRow, Failed> {
-        Ok(match self.rows.entry(key.to_owned()) {
+    fn row(&mut self, key: &[u8]) -> Result<&mut MailboxRow, Failed> {
+        Ok(match self.rows.entry(key.to_vec()) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
                 let stored = self.mailboxes.get(key)?.map(|row| row.value());
@@ -220,7 +220,7 @@ impl<'txn> Tables<'txn> {
     /// Writes back the mailbox rows this transaction changed (and the few it only read).
     fn flush_mailboxes(&mut self) -> Result<(), redb::StorageError> {
         for (key, row) in self.rows.drain() {
-            self.mailboxes.insert(key.as_str(), row)?;
+            self.mailboxes.insert(key.as_slice(), row)?;
         }
         Ok(())
     }
@@ -276,7 +276,7 @@ impl<'txn> Tables<'txn> {
         message: NewMessage,
         limit: MailboxLimit,
     ) -> Result<u64, Failed> {
-        let key = mailbox.as_key();
+        let key = mailbox.as_key().as_bytes();
         let len = message.payload.len();
         let row = self.row(key)?;
         let (seq, count, bytes) = *row;
@@ -308,7 +308,7 @@ impl<'txn> Tables<'txn> {
 
     /// Reads pending message `seq`, if there is one.
     fn pending(&self, mailbox: &MailboxId, seq: u64) -> Result<Option<StoredMessage>, Failed> {
-        match self.pending.get((mailbox.as_key(), seq))? {
+        match self.pending.get((mailbox.as_key().as_bytes(), seq))? {
             Some(row) => Ok(Some(decode_pending(seq, row.value())?)),
             None => Ok(None),
         }
@@ -324,8 +324,10 @@ impl<'txn> Tables<'txn> {
             && message.attempts < attempts
         {
             message.attempts = attempts;
-            self.pending
-                .insert((mailbox.as_key(), seq), encode_pending(&message).as_slice())?;
+            self.pending.insert(
+                (mailbox.as_key().as_bytes(), seq),
+                encode_pending(&message).as_slice(),
+            )?;
         }
         Ok(())
     }
@@ -337,7 +339,7 @@ impl<'txn> Tables<'txn> {
         mailbox: &MailboxId,
         seq: u64,
     ) -> Result<Option<StoredMessage>, Failed> {
-        let key = mailbox.as_key();
+        let key = mailbox.as_key().as_bytes();
         let Some(removed) = self.pending.remove((key, seq))? else {
             return Ok(None);
         };
@@ -366,7 +368,7 @@ impl<'txn> Tables<'txn> {
             return Ok(false);
         };
         if let Some(until) = keep_until {
-            let key = mailbox.as_key();
+            let key = mailbox.as_key().as_bytes();
             self.history
                 .insert((key, seq), encode_timed(until, &message.payload).as_slice())?;
             self.history_ends
@@ -379,20 +381,21 @@ impl<'txn> Tables<'txn> {
         let now = now.as_millis();
         let mut expired = Vec::new();
         for (at, key, seq) in first_due(&self.expiries, now, max)? {
-            let Some(mailbox) = MailboxId::from_key(&key) else {
+            let Some(mailbox) = std::str::from_utf8(&key).ok().and_then(MailboxId::from_key) else {
+                let key = String::from_utf8_lossy(&key);
                 return Err(
                     StoreError::Backend(format!("unknown mailbox key {key:?}").into()).into(),
                 );
             };
             // Removes the index entry even if its message is gone.
-            self.expiries.remove((at, key.as_str(), seq))?;
+            self.expiries.remove((at, key.as_slice(), seq))?;
             if let Some(message) = self.take_pending(&mailbox, seq)? {
                 expired.push(ExpiredMessage { mailbox, message });
             }
         }
         for (at, key, seq) in first_due(&self.history_ends, now, max)? {
-            self.history_ends.remove((at, key.as_str(), seq))?;
-            self.history.remove((key.as_str(), seq))?;
+            self.history_ends.remove((at, key.as_slice(), seq))?;
+            self.history.remove((key.as_slice(), seq))?;
         }
         let mut ended = Vec::new();
         for row in self.result_ends.iter()?.take(max) {
@@ -401,12 +404,12 @@ impl<'txn> Tables<'txn> {
             if at > now {
                 break;
             }
-            ended.push((at, mailbox.to_owned(), key.to_owned()));
+            ended.push((at, mailbox.to_vec(), key.to_vec()));
         }
         for (at, mailbox, key) in ended {
             self.result_ends
-                .remove((at, mailbox.as_str(), key.as_str()))?;
-            self.results.remove((mailbox.as_str(), key.as_str()))?;
+                .remove((at, mailbox.as_slice(), key.as_slice()))?;
+            self.results.remove((mailbox.as_slice(), key.as_slice()))?;
         }
         Ok(expired)
     }
@@ -419,7 +422,7 @@ impl<'txn> Tables<'txn> {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Bytes, Failed> {
-        let id = (mailbox.as_key(), key);
+        let id = (mailbox.as_key().as_bytes(), key.as_bytes());
         let existing = self.results.get(id)?.map(|row| row.value().to_vec());
         if let Some(existing) = existing {
             let (until, stored) = decode_timed(&existing)?;
@@ -438,10 +441,10 @@ impl<'txn> Tables<'txn> {
 
 /// The first `max` entries of a time index that are due at `now`: (time, mailbox key, seq).
 fn first_due(
-    index: &Table<'_, (u64, &'static str, u64), ()>,
+    index: &Table<'_, (u64, &'static [u8], u64), ()>,
     now: u64,
     max: usize,
-) -> Result<Vec<(u64, String, u64)>, Failed> {
+) -> Result<Vec<(u64, Vec<u8>, u64)>, Failed> {
     let mut due = Vec::new();
     for row in index.iter()?.take(max) {
         let (row, _) = row?;
@@ -449,7 +452,7 @@ fn first_due(
         if at > now {
             break;
         }
-        due.push((at, mailbox.to_owned(), seq));
+        due.push((at, mailbox.to_vec(), seq));
     }
     Ok(due)
 }
