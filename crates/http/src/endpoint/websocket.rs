@@ -122,8 +122,9 @@ fn websocket<H: ConnectionHandler>(
                 stateful_reconnect: false,
                 identity,
             };
-            // The handle lives as long as the WebSocket: nothing else can name this connection.
-            let _connection = shared.handler.connect(transport, new).await;
+            // The handle lives as long as the WebSocket: nothing else can name this connection. The connect future
+            // is boxed so that this task, which lives as long as the connection, is not as large as it.
+            let _connection = Box::pin(shared.handler.connect(transport, new)).await;
             let _ = ended.await;
         });
     };
@@ -163,7 +164,8 @@ fn websocket<H: ConnectionHandler>(
                         stateful_reconnect: stateful,
                         identity,
                     };
-                    match shared.handler.connect(transport, new).await {
+                    // Boxed, as above: this task lives as long as the connection.
+                    match Box::pin(shared.handler.connect(transport, new)).await {
                         Some(connection) => {
                             shared.registry.started(&token, lease, Arc::new(connection));
                         }
@@ -172,7 +174,7 @@ fn websocket<H: ConnectionHandler>(
                 }
                 Action::Reattach(connection) => {
                     if let Err(mut transport) =
-                        shared.handler.reattach(&connection, transport).await
+                        Box::pin(shared.handler.reattach(&connection, transport)).await
                     {
                         // The connection ended after the upgrade began: end the WebSocket with a close frame.
                         shared.registry.remove(&token, lease);
