@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::server::HubInner;
 use crate::server::method::Arguments;
-use crate::server::registry::{Outbound, Stop, Target};
+use crate::server::registry::{ClientInvocation, Outbound, Stop, Target};
 use crate::server::{ClientResultError, ConnectionId, SendError};
 
 /// Picks which connections a message goes to (ASP.NET Core's `IHubClients`).
@@ -211,11 +211,11 @@ impl SingleClientProxy {
             .connection(&self.id)
             .ok_or(ClientResultError::ConnectionGone)?;
         let (reply, answer) = oneshot::channel();
-        let request = Outbound::InvokeClient {
+        let request = Outbound::InvokeClient(Box::new(ClientInvocation {
             target: method.to_owned(),
             arguments: arguments.encode(protocol)?,
             reply,
-        };
+        }));
         match tokio::time::timeout(self.hub.options.send_timeout, outbound.send(request)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(ClientResultError::ConnectionGone),

@@ -17,13 +17,19 @@ pub(crate) enum Outbound {
     /// One framed hub message, already encoded for the connection's protocol.
     Message(Bytes),
     /// From the connection's own invocations and streams.
-    Own(Internal),
+    Own(Box<Internal>),
     /// A client-result invocation: the connection gives it an id and routes the client's Completion to `reply`.
-    InvokeClient {
-        target: String,
-        arguments: Vec<Payload>,
-        reply: oneshot::Sender<Result<Payload, ClientResultError>>,
-    },
+    InvokeClient(Box<ClientInvocation>),
+}
+
+/// A client-result invocation on its way to its connection ([`Outbound::InvokeClient`]).
+///
+/// Boxed in [`Outbound`], as [`Internal`] is, so a slot of the outbound queue is small: the queue allocates its
+/// slots 32 at a time, the first block when the connection starts, and an idle connection keeps it.
+pub(crate) struct ClientInvocation {
+    pub(crate) target: String,
+    pub(crate) arguments: Vec<Payload>,
+    pub(crate) reply: oneshot::Sender<Result<Payload, ClientResultError>>,
 }
 
 /// Why a connection is told to stop.

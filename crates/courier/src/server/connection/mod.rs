@@ -24,7 +24,7 @@ use self::link::Held;
 use crate::link::Link;
 use crate::server::context::ConnectionInfo;
 use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
-use crate::server::registry::{Entry, Outbound, Stop};
+use crate::server::registry::{ClientInvocation, Entry, Outbound, Stop};
 use crate::server::{
     ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner, HubOptions,
 };
@@ -533,7 +533,7 @@ impl Connection {
                 ),
             };
             let _ = own
-                .send(Outbound::Own(Internal::Completed { id, result }))
+                .send(Outbound::Own(Box::new(Internal::Completed { id, result })))
                 .await;
         });
     }
@@ -583,7 +583,7 @@ impl Connection {
                             id: stream_id.clone(),
                             item,
                         };
-                        if own.send(Outbound::Own(item)).await.is_err() {
+                        if own.send(Outbound::Own(Box::new(item))).await.is_err() {
                             return;
                         }
                     }
@@ -602,7 +602,7 @@ impl Connection {
                 id: stream_id,
                 error,
             };
-            let _ = own.send(Outbound::Own(end)).await;
+            let _ = own.send(Outbound::Own(Box::new(end))).await;
         });
         self.streams.insert(id, task.abort_handle());
     }
@@ -692,12 +692,13 @@ impl Connection {
     fn on_outbound(&mut self, item: Outbound) {
         match item {
             Outbound::Message(framed) => self.queue_encoded(framed, true),
-            Outbound::Own(item) => self.on_internal(item),
-            Outbound::InvokeClient {
-                target,
-                arguments,
-                reply,
-            } => {
+            Outbound::Own(item) => self.on_internal(*item),
+            Outbound::InvokeClient(invocation) => {
+                let ClientInvocation {
+                    target,
+                    arguments,
+                    reply,
+                } = *invocation;
                 self.results.retain(|_, reply| !reply.is_closed());
                 if self.results.len() >= self.hub.options.maximum_pending_client_results {
                     let _ = reply.send(Err(ClientResultError::TooManyPending));
