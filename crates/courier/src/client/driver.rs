@@ -445,6 +445,17 @@ impl Driver {
                 return end;
             }
             self.gather_ready();
+            self.gather_after_yield().await;
+        }
+    }
+
+    /// Before a frame goes out, lets the other tasks run once and takes the calls they made meanwhile (callers
+    /// woken by the completions just handled, most often), so that under load one frame and one system call carry
+    /// many messages. Only while other calls are in flight, so that one call at a time goes out at once; no timer.
+    async fn gather_after_yield(&mut self) {
+        if !self.out.is_empty() && self.pending.len() > 1 {
+            tokio::task::yield_now().await;
+            self.gather_ready();
         }
     }
 
