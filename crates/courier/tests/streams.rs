@@ -201,6 +201,40 @@ async fn upload_streams_feed_a_method_and_carry_the_clients_error() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_call_with_an_open_upload_does_not_hold_back_other_calls() {
+    // As .NET: calls with upload streams do not count against the parallel-invocation limit (default 1), or the
+    // call below would wait for `Sum`, and `Sum` for items the server would no longer read.
+    let hub = hub(HubOptions::default(), open_gate());
+    for protocol in PROTOCOLS {
+        let (mut peer, _handle) = Peer::connect(&hub, protocol).await;
+        peer.send(common::invocation_with_streams(
+            protocol,
+            Some("1"),
+            "Sum",
+            &[],
+            &["u"],
+        ))
+        .await;
+        peer.send(stream_item(protocol, "u", &json!(5))).await;
+        peer.send(common::invocation(
+            protocol,
+            Some("2"),
+            "Add",
+            &[json!(1), json!(2)],
+        ))
+        .await;
+        let added = expect_completion(peer.recv().await);
+        assert_eq!(added.invocation_id, "2");
+        assert_eq!(common::result::<i64>(&added), 3);
+        peer.send(stream_item(protocol, "u", &json!(6))).await;
+        peer.send(completion("u", CompletionResult::Void)).await;
+        let summed = expect_completion(peer.recv().await);
+        assert_eq!(summed.invocation_id, "1");
+        assert_eq!(common::result::<i64>(&summed), 11);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_full_upload_buffer_pauses_reading_until_the_method_takes_items() {
     let gate = Arc::new(Semaphore::new(0));
     let options = HubOptions::default()

@@ -27,8 +27,8 @@ pub struct HubOptions {
     /// How long a client has to complete the handshake. Default 15 s.
     pub handshake_timeout: Duration,
     /// Invocations of one connection that run at once, at least 1. A further invocation waits for one to finish,
-    /// and the connection reads nothing more from its client meanwhile (as .NET). Server-to-client streams do not
-    /// count. Default 1.
+    /// and the connection reads nothing more from its client meanwhile (as .NET). Server-to-client streams and calls
+    /// with upload streams do not count (as .NET: such a call must go on reading its own items). Default 1.
     pub maximum_parallel_invocations_per_client: usize,
     /// Items buffered per client-to-server (upload) stream. When a stream's buffer is full, the connection reads
     /// nothing more from its client until the method takes an item (backpressure). Default 10.

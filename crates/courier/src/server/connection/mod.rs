@@ -184,6 +184,8 @@ pub(crate) enum Internal {
     Completed {
         id: Option<ByteString>,
         result: CompletionResult,
+        /// Whether the invocation counted against `maximum_parallel_invocations_per_client`.
+        limited: bool,
     },
     /// A server-to-client stream produced an item.
     StreamItem { id: ByteString, item: Payload },
@@ -216,6 +218,9 @@ struct Connection {
     /// Graceful shutdown: no new work; end once running invocations are done.
     draining: bool,
     running: usize,
+    /// The running invocations that count against `maximum_parallel_invocations_per_client`: those without upload
+    /// streams, as in .NET (a call whose uploads are still open must not stop the reading of its own items).
+    limited: usize,
     /// An invocation waiting for a free slot; nothing more is read meanwhile.
     waiting: Option<Invocation>,
     /// An upload item waiting for room in its stream's buffer; nothing more is read meanwhile.
@@ -261,6 +266,7 @@ impl Connection {
             stop,
             draining: false,
             running: 0,
+            limited: 0,
             waiting: None,
             blocked: None,
             streams: HashMap::new(),
@@ -477,12 +483,14 @@ impl Connection {
     }
 
     fn on_invocation(&mut self, invocation: Invocation) {
-        if self.running
-            >= self
-                .hub
-                .options
-                .maximum_parallel_invocations_per_client
-                .max(1)
+        let limited = invocation.stream_ids.is_empty();
+        if limited
+            && self.limited
+                >= self
+                    .hub
+                    .options
+                    .maximum_parallel_invocations_per_client
+                    .max(1)
         {
             self.waiting = Some(invocation);
             return;
@@ -515,6 +523,7 @@ impl Connection {
         };
         self.uploads.extend(binder.into_streams());
         self.running += 1;
+        self.limited += usize::from(limited);
         let own = self.own.clone();
         let detailed = self.hub.options.enable_detailed_errors;
         tokio::spawn(async move {
@@ -534,7 +543,11 @@ impl Connection {
                 ),
             };
             let _ = own
-                .send(Outbound::Own(Box::new(Internal::Completed { id, result })))
+                .send(Outbound::Own(Box::new(Internal::Completed {
+                    id,
+                    result,
+                    limited,
+                })))
                 .await;
         });
     }
@@ -658,8 +671,13 @@ impl Connection {
 
     fn on_internal(&mut self, item: Internal) {
         match item {
-            Internal::Completed { id, result } => {
+            Internal::Completed {
+                id,
+                result,
+                limited,
+            } => {
                 self.running -= 1;
+                self.limited -= usize::from(limited);
                 // Upload streams whose method has ended are no longer read: forget them.
                 self.uploads.retain(|_, stream| !stream.is_closed());
                 if let Some(id) = id {
