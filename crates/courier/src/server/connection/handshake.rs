@@ -33,14 +33,7 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
                 let protocol = match check(&request, transport.info().supports_binary) {
                     Ok(protocol) => protocol,
                     Err(error) => {
-                        respond(
-                            transport,
-                            options.send_timeout,
-                            Frame::Text,
-                            HandshakeResponse::error(error),
-                        )
-                        .await;
-                        return None;
+                        return refuse(transport, options.send_timeout, error).await;
                     }
                 };
                 let frame = match protocol {
@@ -66,14 +59,7 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
             }
             Ok(None) => {}
             Err(ProtocolError::MessageTooLarge { .. }) => {
-                respond(
-                    transport,
-                    options.send_timeout,
-                    Frame::Text,
-                    HandshakeResponse::error(CANCELED),
-                )
-                .await;
-                return None;
+                return refuse(transport, options.send_timeout, CANCELED).await;
             }
             Err(error) => {
                 let text = if options.enable_detailed_errors {
@@ -81,14 +67,7 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
                 } else {
                     UNEXPECTED.to_owned()
                 };
-                respond(
-                    transport,
-                    options.send_timeout,
-                    Frame::Text,
-                    HandshakeResponse::error(text),
-                )
-                .await;
-                return None;
+                return refuse(transport, options.send_timeout, text).await;
             }
         }
         match tokio::time::timeout_at(deadline, transport.next()).await {
@@ -96,14 +75,7 @@ pub(super) async fn run(transport: &mut dyn Transport, options: &HubOptions) -> 
             // The client went away: nobody to answer.
             Ok(None | Some(Err(_))) => return None,
             Err(_) => {
-                respond(
-                    transport,
-                    options.send_timeout,
-                    Frame::Text,
-                    HandshakeResponse::error(CANCELED),
-                )
-                .await;
-                return None;
+                return refuse(transport, options.send_timeout, CANCELED).await;
             }
         }
     }
@@ -130,6 +102,22 @@ fn check(request: &HandshakeRequest, supports_binary: bool) -> Result<Protocol, 
         ));
     }
     Ok(protocol)
+}
+
+/// Answers the request with a handshake error (always a text frame, as .NET); the connection then ends.
+async fn refuse(
+    transport: &mut dyn Transport,
+    send_timeout: Duration,
+    error: impl Into<String>,
+) -> Option<Agreed> {
+    respond(
+        transport,
+        send_timeout,
+        Frame::Text,
+        HandshakeResponse::error(error),
+    )
+    .await;
+    None
 }
 
 /// Sends a handshake response within the send timeout; whether it was sent.
