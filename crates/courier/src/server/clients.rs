@@ -212,6 +212,7 @@ impl SingleClientProxy {
             .ok_or(ClientResultError::ConnectionGone)?;
         let (reply, answer) = oneshot::channel();
         let request = Outbound::InvokeClient(Box::new(ClientInvocation {
+            headers: Headers::new(),
             target: method.to_owned(),
             arguments: arguments.encode(protocol)?,
             reply,

@@ -6,7 +6,9 @@ use courier_protocol::Protocol;
 
 use crate::TransportInfo;
 use crate::server::registry::Stop;
-use crate::server::{ClientProxy, Clients, ConnectionId, Groups, HubInner, SingleClientProxy};
+use crate::server::{
+    ClientProxy, Clients, ConnectionId, Groups, HubInner, Identity, SingleClientProxy,
+};
 
 /// A handle on a hub for the application, outside hub methods (ASP.NET Core's `IHubContext`): send to clients and
 /// manage groups. Cheap to clone.
@@ -37,7 +39,7 @@ impl HubContext {
 #[derive(Debug)]
 pub(crate) struct ConnectionInfo {
     pub(crate) id: ConnectionId,
-    pub(crate) user: Option<String>,
+    pub(crate) identity: Identity,
     pub(crate) protocol: Protocol,
     pub(crate) transport: TransportInfo,
 }
@@ -62,7 +64,17 @@ impl Context {
 
     /// The caller's user id, as the auth hook returned it (`None` for anonymous connections).
     pub fn user_id(&self) -> Option<&str> {
-        self.connection.user.as_deref()
+        self.connection.identity.user_id()
+    }
+
+    /// The caller's client id, as the auth hook returned it (see [`Identity`]).
+    pub fn client_id(&self) -> Option<&str> {
+        self.connection.identity.client_id()
+    }
+
+    /// The caller's identity, as the auth hook returned it.
+    pub fn identity(&self) -> &Identity {
+        &self.connection.identity
     }
 
     /// The hub protocol of the caller's connection.

@@ -77,7 +77,7 @@ use method::Method;
 use registry::Registry;
 
 type AuthHook =
-    Arc<dyn Fn(TransportInfo) -> BoxFuture<'static, Result<Option<String>, String>> + Send + Sync>;
+    Arc<dyn Fn(TransportInfo) -> BoxFuture<'static, Result<Identity, String>> + Send + Sync>;
 type ConnectedHook = Arc<dyn Fn(Context) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
 type DisconnectedHook =
     Arc<dyn Fn(Context, Option<String>) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -164,7 +164,6 @@ impl Hub {
         match &self.inner.authenticate {
             Some(authenticate) => authenticate(info.clone())
                 .await
-                .map(Identity::from)
                 .map_err(AcceptError::Unauthorized),
             None => Ok(Identity::anonymous()),
         }
@@ -201,7 +200,7 @@ impl Hub {
         tokio::spawn(connection::run(connection::Setup {
             hub: self.inner.clone(),
             id: id.clone(),
-            user: identity.into_user_id(),
+            identity,
             transport: Box::new(transport),
             stateful_granted: options.stateful_reconnect,
             reattach: reattach_rx,
@@ -359,15 +358,18 @@ impl HubBuilder {
     }
 
     /// Sets the auth hook: it gets the transport's [`TransportInfo`] (access token, headers, address) and returns
-    /// the user id (`Ok(None)` for an anonymous connection), or a refusal with its reason. Without a hook every
-    /// connection is anonymous.
+    /// the user id (`Ok(None)` for an anonymous connection) or a whole [`Identity`] (with a client id), or a
+    /// refusal with its reason. Without a hook every connection is anonymous.
     #[must_use]
-    pub fn authenticate<F, Fut>(mut self, hook: F) -> Self
+    pub fn authenticate<F, Fut, I>(mut self, hook: F) -> Self
     where
         F: Fn(TransportInfo) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
+        Fut: Future<Output = Result<I, String>> + Send + 'static,
+        I: Into<Identity>,
     {
-        self.authenticate = Some(Arc::new(move |info| hook(info).boxed()));
+        self.authenticate = Some(Arc::new(move |info| {
+            hook(info).map(|result| result.map(Into::into)).boxed()
+        }));
         self
     }
 

@@ -6,11 +6,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use courier_protocol::{Payload, Protocol, ProtocolError};
+use courier_protocol::{Headers, Payload, Protocol, ProtocolError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::server::connection::Internal;
-use crate::server::{ClientResultError, ConnectionId};
+use crate::server::{ClientResultError, ConnectionId, Identity};
 
 /// What other connections and the app put into a connection's outbound queue.
 pub(crate) enum Outbound {
@@ -27,6 +27,7 @@ pub(crate) enum Outbound {
 /// Boxed in [`Outbound`], as [`Internal`] is, so a slot of the outbound queue is small: the queue allocates its
 /// slots 32 at a time, the first block when the connection starts, and an idle connection keeps it.
 pub(crate) struct ClientInvocation {
+    pub(crate) headers: Headers,
     pub(crate) target: String,
     pub(crate) arguments: Vec<Payload>,
     pub(crate) reply: oneshot::Sender<Result<Payload, ClientResultError>>,
@@ -47,7 +48,7 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) protocol: Protocol,
-    pub(crate) user: Option<String>,
+    pub(crate) identity: Identity,
     pub(crate) outbound: mpsc::Sender<Outbound>,
     pub(crate) stop: watch::Sender<Option<Stop>>,
     groups: HashSet<String>,
@@ -56,13 +57,13 @@ pub(crate) struct Entry {
 impl Entry {
     pub(crate) fn new(
         protocol: Protocol,
-        user: Option<String>,
+        identity: Identity,
         outbound: mpsc::Sender<Outbound>,
         stop: watch::Sender<Option<Stop>>,
     ) -> Self {
         Self {
             protocol,
-            user,
+            identity,
             outbound,
             stop,
             groups: HashSet::new(),
@@ -119,10 +120,10 @@ impl Registry {
         if state.shutting_down {
             return false;
         }
-        if let Some(user) = &entry.user {
+        if let Some(user) = entry.identity.user_id() {
             state
                 .users
-                .entry(user.clone())
+                .entry(user.to_owned())
                 .or_default()
                 .insert(id.clone());
         }
@@ -137,8 +138,8 @@ impl Registry {
             for group in entry.groups {
                 remove_member(&mut state.groups, &group, id);
             }
-            if let Some(user) = entry.user {
-                remove_member(&mut state.users, &user, id);
+            if let Some(user) = entry.identity.user_id() {
+                remove_member(&mut state.users, user, id);
             }
         }
         drop(state);

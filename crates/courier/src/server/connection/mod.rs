@@ -26,7 +26,7 @@ use crate::server::context::ConnectionInfo;
 use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
 use crate::server::registry::{ClientInvocation, Entry, Outbound, Stop};
 use crate::server::{
-    ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner, HubOptions,
+    ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner, HubOptions, Identity,
 };
 use crate::{Frame, Transport, TransportError};
 
@@ -34,7 +34,7 @@ use crate::{Frame, Transport, TransportError};
 pub(crate) struct Setup {
     pub(crate) hub: Arc<HubInner>,
     pub(crate) id: ConnectionId,
-    pub(crate) user: Option<String>,
+    pub(crate) identity: Identity,
     pub(crate) transport: Box<dyn Transport>,
     pub(crate) stateful_granted: bool,
     pub(crate) reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
@@ -52,7 +52,7 @@ pub(crate) async fn run(setup: Setup) {
     let Setup {
         hub,
         id,
-        user,
+        identity,
         mut transport,
         stateful_granted,
         reattach,
@@ -66,7 +66,7 @@ pub(crate) async fn run(setup: Setup) {
     };
     let info = Arc::new(ConnectionInfo {
         id: id.clone(),
-        user: user.clone(),
+        identity: identity.clone(),
         protocol: agreed.protocol,
         transport: transport.info().clone(),
     });
@@ -75,7 +75,7 @@ pub(crate) async fn run(setup: Setup) {
     let (stop_tx, stop) = watch::channel(None);
     if !hub.registry.insert(
         id.clone(),
-        Entry::new(agreed.protocol, user, own.clone(), stop_tx),
+        Entry::new(agreed.protocol, identity, own.clone(), stop_tx),
     ) {
         // Shutdown began during the handshake.
         let mut connection = Connection::new(
@@ -714,6 +714,7 @@ impl Connection {
             Outbound::Own(item) => self.on_internal(*item),
             Outbound::InvokeClient(invocation) => {
                 let ClientInvocation {
+                    headers,
                     target,
                     arguments,
                     reply,
@@ -726,7 +727,7 @@ impl Connection {
                 self.next_result_id += 1;
                 let id: ByteString = format!("s{}", self.next_result_id).into();
                 self.queue(&HubMessage::Invocation(Invocation {
-                    headers: Headers::new(),
+                    headers,
                     invocation_id: Some(id.clone()),
                     target: target.into(),
                     arguments,
