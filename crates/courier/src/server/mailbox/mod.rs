@@ -11,6 +11,9 @@
 
 mod driver;
 pub(crate) mod envelope;
+mod idempotency;
+
+pub(crate) use idempotency::KEY_HEADER;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -145,6 +148,7 @@ pub(crate) struct Mailboxes {
     hub: Weak<HubInner>,
     clock: OnceLock<Clock>,
     sweeping: OnceLock<()>,
+    running: idempotency::Running,
 }
 
 impl std::fmt::Debug for Mailboxes {
@@ -172,6 +176,7 @@ impl Mailboxes {
             hub,
             clock: OnceLock::new(),
             sweeping: OnceLock::new(),
+            running: idempotency::Running::default(),
         }
     }
 
