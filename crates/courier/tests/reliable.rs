@@ -407,3 +407,71 @@ async fn a_call_with_an_idempotency_key_runs_once_and_repeats_get_the_stored_out
     };
     assert_eq!(common::result::<String>(&completion), "charge #5 of 7");
 }
+
+#[test]
+fn deliveries_are_counted_in_metrics() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let hub = hub_on(MemoryStore::new(), deliver_policy());
+            let mut bob = connect_as(&hub, "bob", Protocol::Json).await;
+            let sent = hub
+                .context()
+                .reliable()
+                .user("bob")
+                .send("Deliver", ("hi",))
+                .await
+                .unwrap();
+            let first = next_delivery(&mut bob, "Deliver").await;
+            bob.send(completion_error(
+                first.invocation_id.as_deref().unwrap(),
+                "not yet",
+            ))
+            .await;
+            let second = next_delivery(&mut bob, "Deliver").await;
+            ack(&mut bob, &second).await;
+            assert!(matches!(
+                sent.outcome().await,
+                Some(Outcome::Delivered { attempts: 2, .. })
+            ));
+        });
+    });
+    let values: std::collections::HashMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            (format!("{}{:?}", key.name(), labels), value)
+        })
+        .collect();
+    let counter = |name: &str| match values.get(name) {
+        Some(DebugValue::Counter(n)) => *n,
+        other => panic!("{name}: {other:?} in {values:?}"),
+    };
+    assert_eq!(counter("courier_reliable_accepted_total[]"), 1);
+    assert_eq!(counter("courier_reliable_attempts_total[]"), 2);
+    assert_eq!(counter("courier_reliable_retries_total[]"), 1);
+    assert_eq!(
+        counter("courier_reliable_outcomes_total[\"outcome=delivered\"]"),
+        1
+    );
+    assert!(
+        matches!(values.get("courier_reliable_pending[]"), Some(DebugValue::Gauge(g)) if g.into_inner() == 0.0)
+    );
+    assert!(
+        matches!(values.get("courier_reliable_delivery_seconds[]"), Some(DebugValue::Histogram(h)) if h.len() == 1)
+    );
+}

@@ -229,15 +229,19 @@ impl Hub {
         } else {
             (None, None)
         };
-        tokio::spawn(connection::run(connection::Setup {
-            hub: self.inner.clone(),
-            id: id.clone(),
-            identity,
-            transport: Box::new(transport),
-            stateful_granted: options.stateful_reconnect,
-            reattach: reattach_rx,
-            ended: ended_tx,
-        }));
+        let span = tracing::info_span!("connection", id = %id);
+        tokio::spawn(tracing::Instrument::instrument(
+            connection::run(connection::Setup {
+                hub: self.inner.clone(),
+                id: id.clone(),
+                identity,
+                transport: Box::new(transport),
+                stateful_granted: options.stateful_reconnect,
+                reattach: reattach_rx,
+                ended: ended_tx,
+            }),
+            span,
+        ));
         Ok(ConnectionHandle {
             id,
             reattach: reattach_tx,

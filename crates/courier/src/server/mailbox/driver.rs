@@ -16,6 +16,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::envelope::Envelope;
+use super::telemetry::{self, Gauges};
 use super::{Mailboxes, Request, seed};
 use crate::server::registry::{ClientInvocation, Outbound};
 use crate::server::reliable::{MessageId, Outcome, Sent};
@@ -88,6 +89,7 @@ struct Driver {
     current: Option<usize>,
     tracked: HashMap<u64, Tracked>,
     answers: FuturesUnordered<Pending>,
+    gauges: Gauges,
 }
 
 pub(crate) async fn run(
@@ -172,6 +174,7 @@ impl Driver {
             current: None,
             tracked,
             answers: FuturesUnordered::new(),
+            gauges: Gauges::default(),
         };
         // Connections that came up before this task was registered; later ones are announced by command.
         for id in driver
@@ -187,6 +190,7 @@ impl Driver {
     async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) {
         loop {
             self.flush().await;
+            self.gauges.update(&self.outbox);
             if self.outbox.is_empty() && self.mailboxes.unload(&self.mailbox, commands) {
                 return;
             }
@@ -303,6 +307,7 @@ impl Driver {
                     tracing::error!(mailbox = %self.mailbox, seq, ?outcome, "mailbox out of step with the store");
                 }
             }
+            telemetry::accepted();
             let (outcome_tx, outcome) = oneshot::channel();
             self.tracked.insert(
                 seq,
@@ -378,6 +383,7 @@ impl Driver {
                 Event::Conflated { .. } => (Outcome::Conflated, None),
                 _ => continue,
             };
+            telemetry::settled(&outcome);
             let tracked = self.tracked.remove(&seq);
             // The stored envelope when the event carries it (dead letters need the arguments), else what was
             // tracked (enough for a receipt).
@@ -454,6 +460,10 @@ impl Driver {
             reply,
         }));
         let connection = link.id.clone();
+        if out.attempt > 0 {
+            telemetry::attempt(out.attempt);
+        }
+        tracing::debug!(mailbox = %self.mailbox, seq = out.seq, attempt = out.attempt, %connection, "delivery attempt");
         let queued = match link.outbound.try_send(invocation) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,

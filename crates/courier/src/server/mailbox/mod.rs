@@ -12,6 +12,7 @@
 mod driver;
 pub(crate) mod envelope;
 mod idempotency;
+mod telemetry;
 
 pub(crate) use idempotency::KEY_HEADER;
 
@@ -240,7 +241,11 @@ impl Mailboxes {
         let (sender, commands) = mpsc::channel(COMMAND_QUEUE);
         drivers.insert(mailbox.clone(), sender.clone());
         drop(drivers);
-        tokio::spawn(driver::run(self.clone(), mailbox.clone(), commands));
+        let span = tracing::debug_span!("mailbox", key = %mailbox);
+        tokio::spawn(tracing::Instrument::instrument(
+            driver::run(self.clone(), mailbox.clone(), commands),
+            span,
+        ));
         sender
     }
 
