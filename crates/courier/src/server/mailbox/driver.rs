@@ -13,7 +13,7 @@ use courier_delivery::{Event, Message, Nack, Ordering, Outbox, Outgoing, Timesta
 use courier_protocol::{Headers, Payload, Protocol};
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::envelope::Envelope;
 use super::telemetry::{self, Gauges};
@@ -96,6 +96,7 @@ pub(crate) async fn run(
     mailboxes: Arc<Mailboxes>,
     mailbox: MailboxId,
     mut commands: mpsc::Receiver<Command>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let Some(hub) = mailboxes.hub.upgrade() else {
         return;
@@ -105,7 +106,7 @@ pub(crate) async fn run(
         Err(error) => {
             tracing::error!(%mailbox, %error, "cannot load the mailbox");
             // Unload, and tell everyone who waits; the next command loads it again.
-            mailboxes.lock().remove(&mailbox);
+            mailboxes.remove(&mailbox);
             commands.close();
             while let Some(command) = commands.recv().await {
                 match command {
@@ -121,7 +122,10 @@ pub(crate) async fn run(
             return;
         }
     };
-    driver.run(&mut commands).await;
+    tokio::select! {
+        () = driver.run(&mut commands) => {}
+        _ = stopping.wait_for(|stopping| *stopping) => mailboxes.remove(&mailbox),
+    }
 }
 
 impl Driver {
