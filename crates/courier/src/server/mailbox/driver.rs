@@ -195,7 +195,9 @@ impl Driver {
         loop {
             self.flush().await;
             self.gauges.update(&self.outbox);
-            if self.outbox.is_empty() && self.mailboxes.unload(&self.mailbox, commands) {
+            if self.outbox.is_empty() && commands.is_empty() {
+                self.mailboxes.unload(&self.mailbox, commands);
+                self.mailboxes.forward(&self.mailbox, commands).await;
                 return;
             }
             let deadline = self.outbox.poll_timeout();
