@@ -367,6 +367,9 @@ impl Mailboxes {
     /// A connection of `identity` completed its handshake: loaded mailboxes start delivering to it, and
     /// mailboxes the store holds pending messages for are loaded.
     pub(crate) fn connected(self: &Arc<Self>, identity: &Identity, connection: &ConnectionId) {
+        // After a restart, expired messages of mailboxes nobody loads must still be found (and their receipts
+        // sent), so the sweeper starts with the first connection at the latest.
+        self.start_sweeper();
         let mut unloaded = Vec::new();
         for identity in Self::identities(identity) {
             for mailbox in self.mailboxes_of(&identity) {
