@@ -365,6 +365,28 @@ describe('reliable delivery', { concurrency: true }, () => {
     assert.deepEqual(await alice.receipts.next(), [id, 'delivered']);
   });
 
+  it('a message whose ttl passes while its handler still runs: one expired receipt, the next message comes, and the late ack changes nothing', async (t) => {
+    const alice = await sender(t, json);
+    const bob = user('bob');
+    const hold = gate();
+    t.after(hold.open);
+    const b = await receiver(t, json, bob, (message) =>
+      message.text === 'slow' ? hold.opened.then(() => 'late') : 'ok',
+    );
+    const slow = await alice.connection.invoke('SendReliableTtl', bob, 'slow', 800);
+    const next = await alice.connection.invoke('SendReliable', bob, 'next');
+    assert.equal((await b.deliveries.next()).id, slow);
+    assert.deepEqual(await b.deliveries.next(), { id: next, from: alice.name, text: 'next' });
+    const settled = [await alice.receipts.next(), await alice.receipts.next()];
+    assert.deepEqual(new Map(settled), new Map([[slow, 'expired'], [next, 'delivered']]));
+
+    hold.open();
+    await sleep(QUIET_MS);
+    assert.deepEqual(alice.receipts.untaken(), []);
+    assert.deepEqual(b.deliveries.untaken(), []);
+    assert.equal(await pendingCount(b.connection), 0);
+  });
+
   /** 5 senders send 10 messages each, all at once, to one user: each message comes once, each sender's in order. */
   async function concurrentSenders(t, hubUrl) {
     const bob = user('bob');
@@ -432,7 +454,8 @@ describe('reliable delivery', { concurrency: true }, () => {
           const third = await start();
           const bobAgain = await receiver(t, receiverProtocol, 'bob', undefined, third.hubUrl);
           const aliceAgain = receipts();
-          const a3 = await client(t, senderProtocol, { token: 'alice', handlers: { Receipt: aliceAgain.handler } }, third.hubUrl);
+          const aliceOptions = { token: 'alice', handlers: { Receipt: aliceAgain.handler } };
+          const a3 = await client(t, senderProtocol, aliceOptions, third.hubUrl);
           assert.equal(await pendingCount(bobAgain.connection), 0);
           assert.equal(await pendingCount(a3), 0);
           await sleep(QUIET_MS);
