@@ -93,7 +93,7 @@ async function stopWith(running, signal) {
 
 describe('reliable delivery', { concurrency: true }, () => {
   for (const protocol of protocols) {
-    // One test at a time: the backoff timings asserted below are measured with little else going on.
+    // One test at a time within a protocol, so that fewer things run at once where backoff timings are asserted.
     describe(`over ${protocol.name}`, { concurrency: false }, () => {
       it('a message to an offline user comes once when they connect; PendingCount is 1 until the ack; the sender gets a delivered receipt', async (t) => {
         const alice = await sender(t, protocol);
