@@ -475,3 +475,32 @@ fn deliveries_are_counted_in_metrics() {
         matches!(values.get("courier_reliable_delivery_seconds[]"), Some(DebugValue::Histogram(h)) if h.len() == 1)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stock_client_can_get_the_message_id_as_a_last_argument() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new())
+        .append_message_id("notify")
+        .build();
+    let mut bob = connect_as(&hub, "bob", Protocol::MessagePack).await;
+    let sent = hub
+        .context()
+        .reliable()
+        .user("bob")
+        .send("Notify", ("hello",))
+        .await
+        .unwrap();
+    let message = next_delivery(&mut bob, "Notify").await;
+    assert_eq!(arg::<String>(&message, 0), "hello");
+    assert_eq!(arg::<String>(&message, 1), sent.id().as_str());
+    // Other client methods are unchanged.
+    hub.context()
+        .reliable()
+        .user("bob")
+        .send("Other", ("x",))
+        .await
+        .unwrap();
+    ack(&mut bob, &message).await;
+    let other = next_delivery(&mut bob, "Other").await;
+    assert_eq!(other.arguments.len(), 1);
+}

@@ -445,7 +445,12 @@ impl Driver {
                 return;
             }
         };
-        let arguments = match envelope.arguments(link.protocol) {
+        let with_id = self
+            .mailboxes
+            .options
+            .id_argument_methods
+            .contains(&envelope.target.to_ascii_lowercase());
+        let arguments = match envelope.arguments(link.protocol, with_id) {
             Ok(arguments) => arguments,
             Err(error) => {
                 tracing::error!(mailbox = %self.mailbox, seq = out.seq, %error, "cannot encode a message");
