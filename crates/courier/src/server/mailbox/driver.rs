@@ -413,7 +413,7 @@ impl Driver {
         let mailbox = &self.mailbox;
         // Record each attempt before sending it, so that an attempt in flight at a crash counts against the
         // policy's attempt limit. Without a limit the count decides nothing, and the write is skipped.
-        let limited = self.outbox.policy().max_attempts.is_some();
+        let limited = self.outbox.policy().attempt_limit() < u32::MAX;
         join_all(
             transmits
                 .iter()
