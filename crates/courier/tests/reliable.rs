@@ -513,8 +513,8 @@ async fn bob_with(policy: Policy) -> (Hub, Peer) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn every_policy_knob_works_end_to_end() {
-    use courier_delivery::{Guarantee, Ordering, Resend};
+async fn at_most_once_latest_per_key_and_resend_none_work_end_to_end() {
+    use courier_delivery::{Guarantee, Resend};
 
     // At-most-once: sent once, forgotten; a nack changes nothing.
     let (hub, mut bob) = bob_with(deliver_policy().guarantee(Guarantee::AtMostOnce)).await;
@@ -579,7 +579,10 @@ async fn every_policy_knob_works_end_to_end() {
             attempts: 1
         })
     ));
+}
 
+#[tokio::test(start_paused = true)]
+async fn overflow_drops_the_oldest_or_the_newest_as_the_policy_says() {
     // Drop oldest: a full mailbox makes room by dead-lettering its oldest message.
     let hub = hub_on(
         MemoryStore::new(),
@@ -623,6 +626,11 @@ async fn every_policy_knob_works_end_to_end() {
         })
     ));
     assert_eq!(reliable.pending(&MailboxId::user("bob")).await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unordered_mailbox_lets_later_messages_pass_one_in_backoff() {
+    use courier_delivery::Ordering;
 
     // Unordered, window 2: a message in backoff does not hold back the next one, even for a stock client.
     let (hub, mut bob) = bob_with(deliver_policy().ordering(Ordering::Unordered).window(2)).await;
