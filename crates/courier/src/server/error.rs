@@ -153,3 +153,12 @@ impl From<ClientResultError> for HubError {
         Self::internal(error)
     }
 }
+
+/// A reliable send that was not accepted fails the method (masked unless detailed errors are on), so `?` works in
+/// hub methods; map [`ReliableSendError::MailboxFull`](crate::server::ReliableSendError::MailboxFull) to a
+/// [`HubError::new`] first to let the caller know.
+impl From<crate::server::ReliableSendError> for HubError {
+    fn from(error: crate::server::ReliableSendError) -> Self {
+        Self::internal(error)
+    }
+}

@@ -148,12 +148,20 @@ pub(crate) struct Mailboxes {
     dead_letters: broadcast::Sender<DeadLetter>,
     hub: Weak<HubInner>,
     clock: OnceLock<Clock>,
-    sweeping: OnceLock<()>,
+    /// The expiry sweeper, once started.
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     running: idempotency::Running,
     /// Set by [`shutdown`](Self::shutdown): mailbox tasks end, and no new one starts.
     stopping: watch::Sender<bool>,
-    /// Signalled whenever a mailbox task unloads.
-    unloaded: Notify,
+    /// Tasks that hold these mailboxes (and so the store): mailbox tasks and short helpers.
+    tasks: Arc<Tasks>,
+}
+
+/// Counts running tasks, so that [`Mailboxes::shutdown`] returns only once none holds the store any more.
+#[derive(Debug, Default)]
+struct Tasks {
+    running: std::sync::atomic::AtomicUsize,
+    ended: Notify,
 }
 
 impl std::fmt::Debug for Mailboxes {
@@ -180,10 +188,10 @@ impl Mailboxes {
             dead_letters,
             hub,
             clock: OnceLock::new(),
-            sweeping: OnceLock::new(),
+            sweeper: Mutex::new(None),
             running: idempotency::Running::default(),
             stopping: watch::Sender::new(false),
-            unloaded: Notify::new(),
+            tasks: Arc::default(),
         }
     }
 
@@ -263,6 +271,20 @@ impl Mailboxes {
         Some(sender)
     }
 
+    /// Spawns a task that holds the mailboxes, counted until it has ended and dropped what it held.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let tasks = self.tasks.clone();
+        tasks.running.fetch_add(1, SeqCst);
+        tokio::spawn(async move {
+            // The task's future, and everything it holds, is dropped at the end of this statement.
+            task.await;
+            if tasks.running.fetch_sub(1, SeqCst) == 1 {
+                tasks.ended.notify_waiters();
+            }
+        });
+    }
+
     /// Called by a mailbox task that found itself idle: it leaves the map and its queue closes. Commands that a
     /// sender queued between taking the task's handle and the close are still in the queue: the caller forwards
     /// them ([`forward`](Self::forward)) to the mailbox's next task.
@@ -270,8 +292,6 @@ impl Mailboxes {
         let mut drivers = self.lock();
         drivers.remove(mailbox);
         commands.close();
-        drop(drivers);
-        self.unloaded.notify_waiters();
     }
 
     /// Hands the commands left in an unloaded task's queue to the mailbox's next task (started for them).
@@ -289,18 +309,27 @@ impl Mailboxes {
     /// Called by a mailbox task that ends for another reason (shutdown, a failed load).
     fn remove(&self, mailbox: &MailboxId) {
         self.lock().remove(mailbox);
-        self.unloaded.notify_waiters();
     }
 
-    /// Ends every mailbox task and waits for them (their state is in the store). Sends fail from now on.
+    /// Ends every mailbox task and waits until no task holds the store (their state is in the store). Sends fail
+    /// from now on.
     pub(crate) async fn shutdown(&self) {
         self.stopping.send_replace(true);
+        let sweeper = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(sweeper) = sweeper {
+            // It holds the store while it sweeps.
+            let _ = sweeper.await;
+        }
         loop {
-            let unloaded = self.unloaded.notified();
-            if self.lock().is_empty() {
+            let ended = self.tasks.ended.notified();
+            if self.tasks.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                 return;
             }
-            unloaded.await;
+            ended.await;
         }
     }
 
@@ -385,7 +414,7 @@ impl Mailboxes {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             for mailbox in unloaded {
                 match this.store.read_pending(&mailbox, 0, 1).await {
                     // A task started now finds the connection in the registry itself.
@@ -463,7 +492,7 @@ impl Mailboxes {
         );
         let this = self.clone();
         // A task of its own: the receipt's mailbox may be this one, or one whose task waits on this one.
-        tokio::spawn(async move {
+        self.spawn(async move {
             let result = match request {
                 Ok(request) => this.send(&to, request).await.map(drop),
                 Err(error) => Err(error.into()),
@@ -475,22 +504,31 @@ impl Mailboxes {
     }
 
     fn start_sweeper(self: &Arc<Self>) {
-        if self.sweeping.set(()).is_ok() {
-            tokio::spawn(sweep(
+        let mut sweeper = self.sweeper.lock().unwrap_or_else(PoisonError::into_inner);
+        if sweeper.is_none() && !*self.stopping.borrow() {
+            *sweeper = Some(tokio::spawn(sweep(
                 Arc::downgrade(self),
                 self.options.expiry_sweep_interval,
-            ));
+                self.stopping.subscribe(),
+            )));
         }
     }
 }
 
 /// Removes expired messages from the store every `interval` while the hub lives, and reports those no mailbox
 /// task reported (a loaded mailbox's own timer usually gets there first; the store says who removed it).
-async fn sweep(mailboxes: Weak<Mailboxes>, interval: Duration) {
+async fn sweep(
+    mailboxes: Weak<Mailboxes>,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        }
         let Some(mailboxes) = mailboxes.upgrade() else {
             return;
         };
