@@ -83,7 +83,7 @@ pub use stream::HubStream;
 use driver::{Command, Reply};
 use outbox::{OutboxConfig, ReliableCall, Slot};
 
-pub use courier_delivery::Policy;
+pub use courier_delivery::{Backoff, Policy};
 
 /// How many [`ConnectionEvent`]s a subscriber may fall behind before it skips the oldest.
 pub const EVENT_CAPACITY: usize = 16;
