@@ -136,7 +136,7 @@ fn nacked(id: &str, error: &str) -> String {
 type Handed = Arc<Mutex<Vec<String>>>;
 
 /// A client whose `Deliver` handler records its argument and answers `"got <text>"`; a text starting with
-/// `fail` fails the first time it is handed over.
+/// `fail` fails the first time it is handed over, one starting with `slow` takes 10 s.
 fn client(connector: ScriptedConnector) -> (HubConnectionBuilder, Handed) {
     let handed = Handed::default();
     let failed = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -148,6 +148,9 @@ fn client(connector: ScriptedConnector) -> (HubConnectionBuilder, Handed) {
                 let handed = handed.clone();
                 let failed = failed.clone();
                 async move {
+                    if text.starts_with("slow") {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
                     if text.starts_with("fail") && !failed.lock().unwrap().contains(&text) {
                         failed.lock().unwrap().push(text.clone());
                         return Err(format!("cannot take {text} yet"));
@@ -212,6 +215,69 @@ async fn a_message_resent_after_a_reconnect_is_acked_at_once_and_not_handed_twic
     let answers = script.await.unwrap();
     assert_eq!(answers, [acked("s1", "null"), acked("s2", r#""got b""#)]);
     assert_eq!(handed_over(&handed), ["a", "b"]);
+    connection.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resend_while_the_handler_runs_takes_over_the_answer() {
+    let (connector, mut servers) = ScriptedConnector::new();
+    let (builder, handed) = client(connector);
+    let script = tokio::spawn(async move {
+        let (mut server, _) = Server::accept(&mut servers).await;
+        server.send(&[message("s1", 1, 1, 1, "slow-a")]).await;
+        // The server's ack timeout passed: attempt 2, while the handler still runs.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        server.send(&[message("s2", 1, 1, 2, "slow-a")]).await;
+        server.take(2).await
+    });
+    let connection = builder.start().await.unwrap();
+    let answers = script.await.unwrap();
+    assert_eq!(
+        answers,
+        [
+            nacked(
+                "s1",
+                "courier: superseded by a later attempt of the same message"
+            ),
+            acked("s2", r#""got slow-a""#),
+        ]
+    );
+    assert_eq!(handed_over(&handed), ["slow-a"]);
+    connection.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_still_running_when_the_connection_drops_answers_the_resend_on_the_next_one() {
+    let (connector, mut servers) = ScriptedConnector::new();
+    let (builder, handed) = client(connector);
+    let script = tokio::spawn(async move {
+        let (mut server, _) = Server::accept(&mut servers).await;
+        server
+            .send(&[
+                message("s1", 1, 1, 1, "slow-a"),
+                message("s2", 2, 1, 1, "b"),
+            ])
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        server.close().await;
+        let (mut server, hello) = Server::accept(&mut servers).await;
+        // Not handed over yet, as far as the client knows: resend from 1.
+        assert_eq!(hello["resume"][MAILBOX], 0);
+        server
+            .send(&[
+                message("s1", 1, 1, 2, "slow-a"),
+                message("s2", 2, 1, 2, "b"),
+            ])
+            .await;
+        server.take(2).await
+    });
+    let connection = builder.start().await.unwrap();
+    let answers = script.await.unwrap();
+    assert_eq!(
+        answers,
+        [acked("s1", r#""got slow-a""#), acked("s2", r#""got b""#)]
+    );
+    assert_eq!(handed_over(&handed), ["slow-a", "b"]);
     connection.stop().await;
 }
 

@@ -48,7 +48,39 @@
 //!   [`maximum_receive_message_size`](HubConnectionBuilder::maximum_receive_message_size) closes the connection;
 //! - with stateful reconnect, sent messages are kept until acknowledged up to
 //!   [`stateful_reconnect_buffer_size`](HubConnectionBuilder::stateful_reconnect_buffer_size) bytes; calls wait
-//!   while it is full.
+//!   while it is full;
+//! - per mailbox, at most [`receive_window`](HubConnectionBuilder::receive_window) reliable messages are held (a
+//!   message further ahead is nacked), in at most
+//!   [`maximum_mailboxes`](HubConnectionBuilder::maximum_mailboxes) mailboxes (a message for one more is nacked);
+//! - at most [`reliable_outbox_capacity`](HubConnectionBuilder::reliable_outbox_capacity) reliable calls wait for
+//!   their answer; one more fails at once with [`InvokeError::OutboxFull`].
+//!
+//! # Reliable messages from a Courier server
+//!
+//! A Courier server delivers a hub's reliable messages (those sent to mailboxes, docs/delivery.md) as client-result
+//! invocations with `courier-*` headers: the mailbox, the message's sequence number in it, and a floor below which
+//! everything is settled at the server. This client hands them to the client method registered with
+//! [`on`](HubConnectionBuilder::on) exactly once and in sequence order per mailbox, one at a time:
+//!
+//! - a message that arrives early is held until the ones before it were handed over, or until a floor says they
+//!   will not come; it is answered when its handler returns;
+//! - a message already handed over (a resend after a lost answer, or after a reconnect) is not handed over again:
+//!   it is answered at once with `null`;
+//! - the handler's `Ok` value is the answer (the ack); its error is an error Completion (a nack), and the server
+//!   sends the message again later: it is then handed over again, before the messages behind it;
+//! - a resend that arrives while the handler still runs takes over the answer (the earlier attempt is answered with
+//!   an error, which the server ignores).
+//!
+//! The guarantee holds within the process: the mailboxes' state lives as long as the [`HubConnection`], across
+//! reconnects. After every handshake the client sends a `courier.hello` with its receive window and, per mailbox,
+//! the last message handed over in order, from which the server resumes. Invocations without `courier-*` headers
+//! are handled as before, and a stock SignalR server ignores the hello.
+//!
+//! # Reliable calls
+//!
+//! [`HubConnection::invoke_reliable`] sends a call with an idempotency key and sends it again, with the same key,
+//! after a reconnect or an ack timeout, until an answer arrives; a Courier server with a store runs it once. See
+//! [`reliable_method_policy`](HubConnectionBuilder::reliable_method_policy) for retries, backoff and expiry.
 
 mod args;
 mod connector;
