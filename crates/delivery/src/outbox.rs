@@ -643,6 +643,12 @@ impl Outbox {
         self.connected
     }
 
+    /// Changes the in-flight window (at least 1), e.g. when a receiver that reorders takes over from one that
+    /// does not. Lowering it below the messages in flight sends nothing more until enough of them settle.
+    pub fn set_window(&mut self, window: usize) {
+        self.policy.window = window.max(1);
+    }
+
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.policy

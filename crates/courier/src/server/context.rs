@@ -6,9 +6,11 @@ use courier_protocol::Protocol;
 
 use crate::TransportInfo;
 use crate::server::registry::Stop;
+use crate::server::reliable::{DeadLetter, Reliable};
 use crate::server::{
     ClientProxy, Clients, ConnectionId, Groups, HubInner, Identity, SingleClientProxy,
 };
+use crate::store::MailboxId;
 
 /// A handle on a hub for the application, outside hub methods (ASP.NET Core's `IHubContext`): send to clients and
 /// manage groups. Cheap to clone.
@@ -32,6 +34,25 @@ impl HubContext {
     /// Manages group membership.
     pub fn groups(&self) -> Groups {
         Groups::new(self.hub.clone())
+    }
+
+    /// Reliable sends to mailboxes (they need a hub built with a [`store`](crate::server::HubBuilder::store)).
+    /// Sends from here cannot ask for receipts: there is no caller.
+    pub fn reliable(&self) -> Reliable {
+        Reliable {
+            hub: self.hub.clone(),
+            caller: None,
+        }
+    }
+
+    /// Subscribes to dead-lettered reliable messages, as they happen (none without a store). A subscriber that
+    /// falls more than [`dead_letter_capacity`](crate::server::ReliableOptions::dead_letter_capacity) behind
+    /// skips the oldest and reads `Lagged`.
+    pub fn dead_letters(&self) -> tokio::sync::broadcast::Receiver<DeadLetter> {
+        match &self.hub.mailboxes {
+            Some(mailboxes) => mailboxes.dead_letters(),
+            None => tokio::sync::broadcast::channel(1).1,
+        }
     }
 }
 
@@ -109,6 +130,19 @@ impl Context {
     /// Manages group membership.
     pub fn groups(&self) -> Groups {
         self.hub.groups()
+    }
+
+    /// Reliable sends to mailboxes; [`ReliableSend::with_receipt`](crate::server::ReliableSend::with_receipt)
+    /// sends the receipt to the caller's identity (its user id, else its client id).
+    pub fn reliable(&self) -> Reliable {
+        let identity = &self.connection.identity;
+        Reliable {
+            hub: self.hub.hub.clone(),
+            caller: identity
+                .user_id()
+                .map(MailboxId::user)
+                .or_else(|| identity.client_id().map(MailboxId::client)),
+        }
     }
 
     /// The caller's connection.

@@ -15,19 +15,7 @@ impl ConnectionId {
     /// A fresh id: 16 bytes from SipHash under a per-process random key over a counter, so ids are unique within the
     /// process and not guessable from one another.
     pub(crate) fn generate() -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        thread_local! { static KEYS: RandomState = RandomState::new(); }
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = [0u8; 16];
-        KEYS.with(|keys| {
-            for (half, chunk) in bytes.chunks_mut(8).enumerate() {
-                let mut hasher = keys.build_hasher();
-                hasher.write_u64(n);
-                hasher.write_usize(half);
-                chunk.copy_from_slice(&hasher.finish().to_le_bytes());
-            }
-        });
-        Self(base64url(&bytes).into())
+        Self(unique_id().into())
     }
 
     /// The id as text.
@@ -52,6 +40,24 @@ impl From<String> for ConnectionId {
     fn from(id: String) -> Self {
         Self(id.into())
     }
+}
+
+/// 22 characters of base64url from 16 bytes of SipHash under a per-process random key over a counter: unique
+/// within the process, and across processes as random 128-bit values are.
+pub(crate) fn unique_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! { static KEYS: RandomState = RandomState::new(); }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    KEYS.with(|keys| {
+        for (half, chunk) in bytes.chunks_mut(8).enumerate() {
+            let mut hasher = keys.build_hasher();
+            hasher.write_u64(n);
+            hasher.write_usize(half);
+            chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
+    });
+    base64url(&bytes)
 }
 
 /// Base64url without padding.

@@ -48,9 +48,11 @@ mod context;
 mod error;
 mod id;
 mod identity;
+mod mailbox;
 mod method;
 mod options;
 mod registry;
+mod reliable;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,8 +73,15 @@ pub use id::ConnectionId;
 pub use identity::Identity;
 pub use method::{Arguments, BindError, Binder, HubArgument, HubArguments, UploadStream};
 pub use options::{ConnectionOptions, HubOptions};
+pub use reliable::{
+    DeadLetter, MessageId, Outcome, Reliable, ReliableGroupSend, ReliableOptions, ReliableSend,
+    ReliableSendError, Sent,
+};
 
+use crate::store::Store;
 use crate::{Transport, TransportInfo};
+use courier_delivery::Policy;
+use mailbox::{HELLO_METHOD, Hello, Mailboxes};
 use method::Method;
 use registry::Registry;
 
@@ -91,11 +100,34 @@ pub(crate) struct HubInner {
     authenticate: Option<AuthHook>,
     on_connected: Option<ConnectedHook>,
     on_disconnected: Option<DisconnectedHook>,
+    /// Reliable delivery, when the hub has a store.
+    mailboxes: Option<Arc<Mailboxes>>,
 }
 
 impl HubInner {
     fn method(&self, name: &str) -> Option<&Method> {
         self.methods.get(&name.to_ascii_lowercase())
+    }
+
+    /// Registers a connection that completed its handshake, and lets its identity's mailboxes deliver to it.
+    /// Refused (false) once shutdown began.
+    fn join(&self, id: &ConnectionId, entry: registry::Entry) -> bool {
+        let identity = entry.identity.clone();
+        if !self.registry.insert(id.clone(), entry) {
+            return false;
+        }
+        if let Some(mailboxes) = &self.mailboxes {
+            mailboxes.connected(&identity, id);
+        }
+        true
+    }
+
+    /// Removes an ended connection from the registry and its identity's mailboxes.
+    fn leave(&self, id: &ConnectionId, identity: &Identity) {
+        self.registry.remove(id);
+        if let Some(mailboxes) = &self.mailboxes {
+            mailboxes.disconnected(identity, id);
+        }
     }
 }
 
@@ -290,6 +322,9 @@ pub struct HubBuilder {
     authenticate: Option<AuthHook>,
     on_connected: Option<ConnectedHook>,
     on_disconnected: Option<DisconnectedHook>,
+    store: Option<Arc<dyn Store>>,
+    client_methods: HashMap<String, (String, Policy)>,
+    reliable_options: ReliableOptions,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -397,16 +432,83 @@ impl HubBuilder {
         self
     }
 
+    /// Gives the hub a store: reliable sends ([`Context::reliable`], [`HubContext::reliable`]) keep their
+    /// mailboxes there. A durable store (`courier-redb`) makes them survive a restart; [`MemoryStore`] does not.
+    ///
+    /// [`MemoryStore`]: crate::store::MemoryStore
+    #[must_use]
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Gives reliable messages to client method `method` their own delivery policy and their own mailbox per
+    /// identity (ordering holds within a mailbox). Messages to client methods without one share the identity's
+    /// default mailbox and [`ReliableOptions::default_policy`]. Names match ignoring ASCII case.
+    ///
+    /// # Panics
+    ///
+    /// If `method` contains `:` (see [`MailboxId::for_method`](crate::store::MailboxId::for_method)).
+    #[must_use]
+    pub fn client_method(mut self, method: &str, policy: Policy) -> Self {
+        assert!(
+            !method.contains(':'),
+            "a client method with its own mailbox may not contain ':' ({method:?})"
+        );
+        self.client_methods
+            .insert(method.to_ascii_lowercase(), (method.to_owned(), policy));
+        self
+    }
+
+    /// Sets the hub-wide settings of reliable delivery.
+    #[must_use]
+    pub fn reliable_options(mut self, options: ReliableOptions) -> Self {
+        self.reliable_options = options;
+        self
+    }
+
     /// Builds the hub.
-    pub fn build(self) -> Hub {
+    pub fn build(mut self) -> Hub {
+        if self.store.is_some() {
+            // A Courier client's hello after its handshake (non-blocking: no reply).
+            self = self.method(
+                HELLO_METHOD,
+                |ctx: Context, (hello,): (Hello,)| async move {
+                    if let Some(mailboxes) = &ctx.hub().hub.mailboxes {
+                        mailboxes
+                            .hello(ctx.identity(), ctx.connection_id(), hello)
+                            .await;
+                    }
+                    Ok::<_, HubError>(())
+                },
+            );
+        }
+        let Self {
+            methods,
+            options,
+            authenticate,
+            on_connected,
+            on_disconnected,
+            store,
+            client_methods,
+            reliable_options,
+        } = self;
         Hub {
-            inner: Arc::new(HubInner {
-                methods: self.methods,
-                options: self.options,
+            inner: Arc::new_cyclic(|hub| HubInner {
+                methods,
+                options,
                 registry: Registry::default(),
-                authenticate: self.authenticate,
-                on_connected: self.on_connected,
-                on_disconnected: self.on_disconnected,
+                authenticate,
+                on_connected,
+                on_disconnected,
+                mailboxes: store.map(|store| {
+                    Arc::new(Mailboxes::new(
+                        store,
+                        reliable_options,
+                        client_methods,
+                        hub.clone(),
+                    ))
+                }),
             }),
         }
     }

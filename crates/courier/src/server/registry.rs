@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::server::connection::Internal;
 use crate::server::{ClientResultError, ConnectionId, Identity};
+use crate::store::{MailboxId, MailboxKind};
 
 /// What other connections and the app put into a connection's outbound queue.
 pub(crate) enum Outbound {
@@ -52,6 +53,8 @@ pub(crate) struct Entry {
     pub(crate) outbound: mpsc::Sender<Outbound>,
     pub(crate) stop: watch::Sender<Option<Stop>>,
     groups: HashSet<String>,
+    /// How many messages of one mailbox its client reorders (from a Courier client's hello; 1 otherwise).
+    receive_window: usize,
 }
 
 impl Entry {
@@ -67,6 +70,7 @@ impl Entry {
             outbound,
             stop,
             groups: HashSet::new(),
+            receive_window: 1,
         }
     }
 }
@@ -90,6 +94,8 @@ struct State {
     connections: HashMap<ConnectionId, Entry>,
     groups: HashMap<String, HashSet<ConnectionId>>,
     users: HashMap<String, HashSet<ConnectionId>>,
+    /// Connections by client id.
+    clients: HashMap<String, HashSet<ConnectionId>>,
     shutting_down: bool,
 }
 
@@ -127,6 +133,13 @@ impl Registry {
                 .or_default()
                 .insert(id.clone());
         }
+        if let Some(client) = entry.identity.client_id() {
+            state
+                .clients
+                .entry(client.to_owned())
+                .or_default()
+                .insert(id.clone());
+        }
         state.connections.insert(id, entry);
         true
     }
@@ -140,6 +153,9 @@ impl Registry {
             }
             if let Some(user) = entry.identity.user_id() {
                 remove_member(&mut state.users, user, id);
+            }
+            if let Some(client) = entry.identity.client_id() {
+                remove_member(&mut state.clients, client, id);
             }
         }
         drop(state);
@@ -177,6 +193,56 @@ impl Registry {
             .connections
             .get(id)
             .map(|entry| (entry.protocol, entry.outbound.clone()))
+    }
+
+    /// The connections that read an identity's mailboxes: the user's, or the client id's.
+    pub(crate) fn identity_connections(&self, identity: &MailboxId) -> Vec<ConnectionId> {
+        let state = self.lock();
+        let members = match identity.kind() {
+            MailboxKind::User => state.users.get(identity.name()),
+            MailboxKind::Client => state.clients.get(identity.name()),
+        };
+        members
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The identity mailboxes of a group's connections: a member's user, else its client id (anonymous
+    /// members have none), each once.
+    pub(crate) fn group_identities(&self, group: &str) -> Vec<MailboxId> {
+        let state = self.lock();
+        let mut identities: Vec<MailboxId> = state
+            .groups
+            .get(group)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.connections.get(id))
+            .filter_map(|entry| {
+                let identity = &entry.identity;
+                identity
+                    .user_id()
+                    .map(MailboxId::user)
+                    .or_else(|| identity.client_id().map(MailboxId::client))
+            })
+            .collect();
+        identities.sort();
+        identities.dedup();
+        identities
+    }
+
+    /// Records what a connection's client said it reorders.
+    pub(crate) fn set_receive_window(&self, id: &ConnectionId, window: usize) {
+        if let Some(entry) = self.lock().connections.get_mut(id) {
+            entry.receive_window = window;
+        }
+    }
+
+    /// How many messages of one mailbox a connection's client reorders (1 unless it said otherwise).
+    pub(crate) fn receive_window(&self, id: &ConnectionId) -> usize {
+        self.lock()
+            .connections
+            .get(id)
+            .map_or(1, |entry| entry.receive_window)
     }
 
     /// Tells one connection to stop.

@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: mailboxes in memory, for tests and throwaway servers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use courier_delivery::{StoredMessage, Timestamp};
@@ -26,11 +26,12 @@ const ENTRY_OVERHEAD: usize = 64;
 /// [`expire`](Store::expire). A mailbox, once appended to, stays (its next number must never be reused), so it
 /// keeps its name's bytes counted.
 ///
-/// Every method completes at once (the futures never wait).
-#[derive(Debug)]
+/// Every method completes at once (the futures never wait). Clones share the same mailboxes (a hub restarted on a
+/// clone finds what the first one stored, as it would on disk).
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     max_bytes: usize,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +67,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             max_bytes: 256 << 20,
-            state: Mutex::default(),
+            state: Arc::default(),
         }
     }
 

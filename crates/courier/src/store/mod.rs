@@ -48,18 +48,25 @@ pub use memory::MemoryStore;
 /// call), so they are bounded here rather than trusted.
 pub const MAX_KEY_LEN: usize = 256;
 
-/// The address of a mailbox: a user id (every connection of the user reads it) or a client id (one device).
+/// The address of a mailbox: a user id (any connection of the user reads it) or a client id (one device), and,
+/// when the hub gives a client method its own delivery policy, that method.
 ///
-/// The two kinds are separate namespaces: `MailboxId::user("a")` and `MailboxId::client("a")` are different
-/// mailboxes. Cloning is cheap (a shared string).
+/// The kinds are separate namespaces: `MailboxId::user("a")` and `MailboxId::client("a")` are different
+/// mailboxes, and so are `MailboxId::user("a")` (the identity's default mailbox) and
+/// `MailboxId::user("a").for_method("Deliver")`. Cloning is cheap (a shared string).
 ///
 /// ```
 /// use courier::store::{MailboxId, MailboxKind};
 ///
 /// let id = MailboxId::user("alice");
-/// assert_eq!((id.kind(), id.name()), (MailboxKind::User, "alice"));
+/// assert_eq!((id.kind(), id.name(), id.method()), (MailboxKind::User, "alice", None));
 /// assert_eq!(id.as_key(), "user:alice");
-/// assert_eq!(MailboxId::from_key("user:alice"), Some(id));
+///
+/// let deliver = id.for_method("Deliver");
+/// assert_eq!(deliver.as_key(), "user/Deliver:alice");
+/// assert_eq!((deliver.name(), deliver.method()), ("alice", Some("Deliver")));
+/// assert_eq!(deliver.identity(), id);
+/// assert_eq!(MailboxId::from_key("user/Deliver:alice"), Some(deliver));
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MailboxId(Arc<str>);
@@ -74,32 +81,61 @@ pub enum MailboxKind {
 }
 
 impl MailboxKind {
-    fn prefix(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
-            Self::User => "user:",
-            Self::Client => "client:",
+            Self::User => "user",
+            Self::Client => "client",
         }
     }
 }
 
 impl MailboxId {
-    /// The mailbox of user `id`.
+    /// The default mailbox of user `id`.
     pub fn user(id: &str) -> Self {
-        Self::new(MailboxKind::User, id)
+        Self::new(MailboxKind::User, None, id)
     }
 
-    /// The mailbox of client id `id`.
+    /// The default mailbox of client id `id`.
     pub fn client(id: &str) -> Self {
-        Self::new(MailboxKind::Client, id)
+        Self::new(MailboxKind::Client, None, id)
     }
 
-    fn new(kind: MailboxKind, id: &str) -> Self {
-        Self(format!("{}{id}", kind.prefix()).into())
+    fn new(kind: MailboxKind, method: Option<&str>, id: &str) -> Self {
+        let key = match method {
+            Some(method) => format!("{}/{method}:{id}", kind.as_str()),
+            None => format!("{}:{id}", kind.as_str()),
+        };
+        Self(key.into())
+    }
+
+    /// The same identity's mailbox for client method `method`.
+    ///
+    /// # Panics
+    ///
+    /// If `method` contains `:` (the key's separator; method names are the application's, never the network's).
+    #[must_use]
+    pub fn for_method(&self, method: &str) -> Self {
+        assert!(
+            !method.contains(':'),
+            "a client method with its own mailbox may not contain ':' ({method:?})"
+        );
+        Self::new(self.kind(), Some(method), self.name())
+    }
+
+    /// The identity's default mailbox (this one without its method).
+    #[must_use]
+    pub fn identity(&self) -> Self {
+        Self::new(self.kind(), None, self.name())
+    }
+
+    /// The key's head (`user` or `user/Method`) and the name after the first `:`.
+    fn split(&self) -> (&str, &str) {
+        self.0.split_once(':').unwrap_or((&self.0, ""))
     }
 
     /// Which kind of identity this is.
     pub fn kind(&self) -> MailboxKind {
-        if self.0.starts_with(MailboxKind::User.prefix()) {
+        if self.0.starts_with("user") {
             MailboxKind::User
         } else {
             MailboxKind::Client
@@ -108,20 +144,24 @@ impl MailboxId {
 
     /// The user id or client id, without its kind.
     pub fn name(&self) -> &str {
-        &self.0[self.kind().prefix().len()..]
+        self.split().1
     }
 
-    /// The stable string a store persists: `user:<id>` or `client:<id>`.
+    /// The client method this mailbox is for, `None` for the identity's default mailbox.
+    pub fn method(&self) -> Option<&str> {
+        self.split().0.split_once('/').map(|(_, method)| method)
+    }
+
+    /// The stable string a store persists: `kind[/method]:name`, kind `user` or `client`.
     pub fn as_key(&self) -> &str {
         &self.0
     }
 
-    /// Parses what [`as_key`](Self::as_key) returned; `None` if `key` has neither prefix.
+    /// Parses what [`as_key`](Self::as_key) returned; `None` if `key` is not of that form.
     pub fn from_key(key: &str) -> Option<Self> {
-        [MailboxKind::User, MailboxKind::Client]
-            .into_iter()
-            .any(|kind| key.starts_with(kind.prefix()))
-            .then(|| Self(key.into()))
+        let (head, _) = key.split_once(':')?;
+        let kind = head.split_once('/').map_or(head, |(kind, _)| kind);
+        matches!(kind, "user" | "client").then(|| Self(key.into()))
     }
 }
 

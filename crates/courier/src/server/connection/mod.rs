@@ -73,9 +73,9 @@ pub(crate) async fn run(setup: Setup) {
     let ctx = Context::new(HubContext { hub: hub.clone() }, info);
     let (own, outbound) = mpsc::channel(hub.options.outbound_queue_capacity.max(1));
     let (stop_tx, stop) = watch::channel(None);
-    if !hub.registry.insert(
-        id.clone(),
-        Entry::new(agreed.protocol, identity, own.clone(), stop_tx),
+    if !hub.join(
+        &id,
+        Entry::new(agreed.protocol, identity.clone(), own.clone(), stop_tx),
     ) {
         // Shutdown began during the handshake.
         let mut connection = Connection::new(
@@ -140,7 +140,7 @@ pub(crate) async fn run(setup: Setup) {
         _ => None,
     };
     connection.finish(end).await;
-    hub.registry.remove(&id);
+    hub.leave(&id, &identity);
     if let Some(hook) = &hub.on_disconnected {
         let _ = AssertUnwindSafe(hook(ctx, error)).catch_unwind().await;
     }
