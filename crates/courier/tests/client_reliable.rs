@@ -282,6 +282,44 @@ async fn a_handler_still_running_when_the_connection_drops_answers_the_resend_on
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_mailbox_has_its_own_order_and_their_number_is_bounded() {
+    let (connector, mut servers) = ScriptedConnector::new();
+    let (builder, handed) = client(connector);
+    let script = tokio::spawn(async move {
+        let (mut server, _) = Server::accept(&mut servers).await;
+        let other = |id: &str, mailbox: &str, seq: u64, text: &str| {
+            let headers = json!({
+                "courier-mailbox": mailbox,
+                "courier-seq": seq.to_string(),
+                "courier-floor": "1",
+            });
+            with_headers(id, &headers, text)
+        };
+        server
+            .send(&[
+                // Mailbox 1 waits for its seq 1; mailbox 2 does not wait for it.
+                message("s1", 2, 1, 1, "b"),
+                other("s2", "user:alice", 1, "x"),
+                other("s3", "user/Other:alice", 1, "y"),
+            ])
+            .await;
+        server.take(2).await
+    });
+    let connection = builder.maximum_mailboxes(2).start().await.unwrap();
+    let answers = script.await.unwrap();
+    assert_eq!(
+        answers,
+        [
+            // At once, while the handler of x runs.
+            nacked("s3", "courier: too many mailboxes"),
+            acked("s2", r#""got x""#),
+        ]
+    );
+    assert_eq!(handed_over(&handed), ["x"]);
+    connection.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn early_messages_wait_for_the_earlier_ones_and_go_to_the_handler_in_order() {
     let (connector, mut servers) = ScriptedConnector::new();
     let (builder, handed) = client(connector);
@@ -504,6 +542,42 @@ async fn a_reliable_call_is_resent_after_its_ack_timeout_and_backoff_until_its_a
     assert_eq!(times, [0, 3, 7]);
     assert!(attempts.iter().all(|(_, key)| *key == attempts[0].1));
     assert_eq!(started.elapsed(), Duration::from_secs(9));
+    connection.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reliable_call_expires_on_time_while_the_client_reconnects() {
+    let (connector, mut servers) = ScriptedConnector::new();
+    let (builder, _) = client(connector);
+    let script = tokio::spawn(async move {
+        let (mut server, _) = Server::accept(&mut servers).await;
+        server.next().await.expect("the call");
+        server.close().await;
+        // The first reconnect attempt fails; the next one comes after 10 s.
+        drop(servers.recv().await);
+        Server::accept(&mut servers).await
+    });
+    let connection = builder
+        .reconnect_policy(ReconnectDelays::new([
+            Duration::ZERO,
+            Duration::from_secs(10),
+        ]))
+        .reliable_method_policy("Order", Policy::default().ttl(Some(Duration::from_secs(5))))
+        .start()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        connection.invoke_reliable::<i32>("Order", ()).await,
+        Err(InvokeError::Expired)
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let (mut server, _) = script.await.unwrap();
+    // Nothing is sent again on the next connection.
+    assert_eq!(
+        server.during(Duration::from_secs(60)).await,
+        Vec::<String>::new()
+    );
     connection.stop().await;
 }
 

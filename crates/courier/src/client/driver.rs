@@ -447,10 +447,21 @@ impl Driver {
                 tokio::time::sleep(delay).await;
                 open(&self.config, self.connector.as_ref()).await
             };
-            let stop = &mut self.channels.stop;
-            let result = tokio::select! {
-                result = attempt => result,
-                () = stopped(stop) => return Err(None),
+            let mut attempt = std::pin::pin!(attempt);
+            let (stop, calls, reliable) = (
+                &mut self.channels.stop,
+                &mut self.calls,
+                &mut self.channels.reliable,
+            );
+            // Meanwhile the outbox takes new reliable calls, and its calls expire on time.
+            let result = loop {
+                let deadline = calls.deadline();
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    () = stopped(stop) => return Err(None),
+                    Some(call) = reliable.recv() => calls.push(call),
+                    () = until(deadline) => calls.handle_timeout(),
+                }
             };
             match result {
                 Ok(live) => return Ok(live),
@@ -1040,6 +1051,14 @@ impl Driver {
 /// Completes when `stop()` was called or every handle is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Completes at `deadline` (never, if there is none).
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the blocked stream item was handed over (never, if none is blocked).
