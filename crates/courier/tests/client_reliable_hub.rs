@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use courier::client::{Connector, ConnectorError, HubConnection, Opened, ReconnectDelays};
+use courier::protocol::Protocol;
 use courier::server::{ConnectionOptions, Context, Hub, HubError, Identity, Outcome};
 use courier::store::MemoryStore;
 use courier::transport::memory::{self, MemoryTransport};
@@ -98,8 +99,13 @@ fn hub() -> Hub {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_hubs_reliable_messages_reach_the_client_once_each_and_in_order_across_dropped_connections()
- {
+async fn reliable_messages_reach_the_client_once_each_and_in_order_across_dropped_connections() {
+    for protocol in [Protocol::Json, Protocol::MessagePack] {
+        deliver_across_dropped_connections(protocol).await;
+    }
+}
+
+async fn deliver_across_dropped_connections(protocol: Protocol) {
     let hub = hub();
     let mut sent = Vec::new();
     for n in 1..=30 {
@@ -116,6 +122,7 @@ async fn a_hubs_reliable_messages_reach_the_client_once_each_and_in_order_across
     let handed = Arc::new(Mutex::new(Vec::<i64>::new()));
     let connections = connector.connections.clone();
     let connection = HubConnection::builder(connector.clone())
+        .protocol(protocol)
         .reconnect_policy(ReconnectDelays::new([Duration::ZERO; 8]))
         .on("Deliver", {
             let handed = handed.clone();
