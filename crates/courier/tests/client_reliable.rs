@@ -441,9 +441,10 @@ async fn messages_beyond_the_window_and_invalid_headers_are_nacked_without_being
                 message("s2", 2, 1, 1, "b"),
                 with_headers("s3", &bad_floor, "x"),
                 with_headers("s4", &no_seq, "x"),
+                message("s5", u64::MAX, 1, 1, "x"),
             ])
             .await;
-        server.take(3).await
+        server.take(4).await
     });
     let connection = builder.receive_window(2).start().await.unwrap();
     let answers = script.await.unwrap();
@@ -456,6 +457,10 @@ async fn messages_beyond_the_window_and_invalid_headers_are_nacked_without_being
             ),
             nacked("s3", "courier: invalid sequence numbers: seq 1, floor 2"),
             nacked("s4", "courier: invalid header courier-seq"),
+            nacked(
+                "s5",
+                "courier: invalid sequence numbers: seq 18446744073709551615, floor 1"
+            ),
         ]
     );
     assert_eq!(handed_over(&handed), Vec::<String>::new());

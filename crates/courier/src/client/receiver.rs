@@ -190,7 +190,8 @@ impl Receiver {
             target,
             arguments,
         } = arrival;
-        if seq == 0 || floor > seq {
+        // The highest number is refused too, so that `number + 1` never overflows.
+        if seq == 0 || seq == u64::MAX || floor > seq {
             let error = courier_delivery::InboxError::InvalidSequence { seq, floor };
             actions.push(error_answer(id, &format!("courier: {error}")));
             return;
@@ -228,7 +229,7 @@ impl Receiver {
         } else if let Some(waiting) = mailbox.waiting.get_mut(&seq) {
             let old = std::mem::replace(&mut waiting.id, id);
             actions.push(error_answer(old, SUPERSEDED));
-        } else if seq > mailbox.settled + window {
+        } else if seq > mailbox.settled.saturating_add(window) {
             actions.push(error_answer(id, BEYOND_WINDOW));
         } else {
             let incoming = Incoming {
