@@ -87,7 +87,7 @@ pub(super) struct Calls {
 }
 
 impl Calls {
-    /// An empty outbox, connected.
+    /// An empty outbox; it sends once [`connected`](Self::connected).
     pub(super) fn new(protocol: Protocol, config: &OutboxConfig) -> Self {
         let origin = Instant::now();
         let seeds = std::hash::RandomState::new();
@@ -99,9 +99,6 @@ impl Calls {
         for (method, policy) in config.policies.iter() {
             by_method.insert(method.clone(), outboxes.len());
             outboxes.push(Outbox::new(for_calls(*policy), seeds.hash_one(method)));
-        }
-        for outbox in &mut outboxes {
-            outbox.handle_connected(Timestamp::ZERO);
         }
         Self {
             protocol,
@@ -175,10 +172,10 @@ impl Calls {
         None
     }
 
-    /// A Completion arrived; `false` if it does not answer a reliable call.
-    pub(super) fn complete(&mut self, id: &ByteString, result: CompletionResult) -> bool {
+    /// A Completion arrived (ignored unless it answers the current attempt of a reliable call).
+    pub(super) fn complete(&mut self, id: &ByteString, result: CompletionResult) {
         let Some(call_id) = self.attempts.remove(id) else {
-            return false;
+            return;
         };
         if let Some(pending) = self.pending.remove(&call_id) {
             let answer = match result {
@@ -191,7 +188,6 @@ impl Calls {
         let now = self.now();
         self.outboxes[call_id.0].handle_ack(call_id.1, now);
         self.settle_events();
-        true
     }
 
     /// A new connection is up: everything pending is sent again.
