@@ -1,12 +1,15 @@
-//! The command line: `--addr HOST:PORT`, and the flags of later features that are refused for now.
+//! The command line: `--addr HOST:PORT`, `--store PATH`, and `--redis URL` (refused until scale-out exists).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub(crate) struct Args {
     /// Where to listen; port 0 picks a free port. Default `127.0.0.1:0`.
     pub(crate) addr: SocketAddr,
+    /// The durable store's file (`--store`); mailboxes are in memory without it.
+    pub(crate) store: Option<PathBuf>,
 }
 
 /// Why the command line was refused: the one line printed on stderr before exiting with code 2.
@@ -17,6 +20,7 @@ impl Args {
     /// Reads the arguments after the program name. `--flag value` and `--flag=value` are both accepted.
     pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, UsageError> {
         let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut store = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -38,15 +42,22 @@ impl Args {
                         ))
                     })?;
                 }
-                // Reliable delivery (mailboxes, a durable store, scale-out) is not part of this server yet.
-                "--store" | "--redis" => {
+                "--store" => {
+                    let path = value()?;
+                    if path.is_empty() {
+                        return Err(UsageError("--store needs a file path".into()));
+                    }
+                    store = Some(PathBuf::from(path));
+                }
+                // Scale-out is not part of this server yet.
+                "--redis" => {
                     value()?;
                     return Err(UsageError(format!("{flag} is not supported yet")));
                 }
                 _ => return Err(UsageError(format!("unknown argument `{flag}`"))),
             }
         }
-        Ok(Self { addr })
+        Ok(Self { addr, store })
     }
 }
 
@@ -56,6 +67,23 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, UsageError> {
         Args::parse(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn store_path() {
+        assert_eq!(parse(&[]).unwrap().store, None);
+        assert_eq!(
+            parse(&["--store", "/tmp/c.redb"])
+                .unwrap()
+                .store
+                .unwrap()
+                .to_str(),
+            Some("/tmp/c.redb")
+        );
+        assert_eq!(
+            parse(&["--store="]).unwrap_err(),
+            UsageError("--store needs a file path".into())
+        );
     }
 
     #[test]
@@ -80,7 +108,7 @@ mod tests {
                 "--addr: `localhost` is not an address like 127.0.0.1:0",
             ),
             (&["--port", "1"][..], "unknown argument `--port`"),
-            (&["--store", "/tmp/x"][..], "--store is not supported yet"),
+            (&["--store"][..], "--store needs a value"),
             (&["--redis=redis://h"][..], "--redis is not supported yet"),
         ] {
             assert_eq!(parse(args).unwrap_err(), UsageError(error.to_owned()));

@@ -1,9 +1,15 @@
-//! The conformance hub's methods (CONFORMANCE.md, "Hub methods"), except reliable delivery.
+//! The conformance hub's methods (CONFORMANCE.md, "Hub methods" and "Reliable delivery").
 
 use std::time::Duration;
 
-use courier::server::{ClientResultError, Context, Hub, HubError, UploadStream};
+use courier::server::{
+    ClientResultError, Context, Hub, HubBuilder, HubError, MessageId, ReliableSendError,
+    UploadStream,
+};
+use courier::store::MailboxId;
+use courier_delivery::{Backoff, Policy};
 use futures::{Stream, StreamExt, stream};
+use serde::Serialize;
 
 use crate::identity::user_of;
 
@@ -11,10 +17,94 @@ use crate::identity::user_of;
 /// over MessagePack unchanged; JSON values map onto the same model and back.
 type AnyValue = rmpv::Value;
 
-/// The hub, with ASP.NET Core's default limits (courier's default `HubOptions` are those); its auth hook makes the
-/// access token the user id (refusals are answered with HTTP 401 by the endpoint).
-pub(crate) fn build() -> Hub {
-    Hub::builder()
+/// What `Deliver` carries.
+#[derive(Serialize)]
+struct Delivery {
+    id: String,
+    from: Option<String>,
+    text: String,
+}
+
+/// The policy of `Deliver` and `Receipt`: at-least-once, strictly ordered (one in flight), ack timeout 5 s,
+/// redelivery after 500 ms doubling up to 5 s, no attempt limit, 10 minutes to live.
+fn delivery_policy() -> Policy {
+    Policy::default()
+        .window(1)
+        .ack_timeout(Some(Duration::from_secs(5)))
+        .backoff(Backoff::new(
+            Duration::from_millis(500),
+            2.0,
+            Duration::from_secs(5),
+        ))
+        .max_attempts(None)
+        .ttl(Some(Duration::from_secs(600)))
+}
+
+/// Appends `{id, from, text}` to `user`'s mailbox, with a receipt for an identified sender; returns the id.
+async fn send_reliable(
+    ctx: Context,
+    user: &str,
+    text: String,
+    ttl: Option<Duration>,
+) -> Result<String, HubError> {
+    let id = MessageId::generate();
+    let from = ctx.user_id().map(str::to_owned);
+    let mut send = ctx.reliable().user(user).id(id.clone());
+    if from.is_some() {
+        send = send.with_receipt();
+    }
+    if let Some(ttl) = ttl {
+        send = send.ttl(ttl);
+    }
+    let message = Delivery {
+        id: id.to_string(),
+        from,
+        text,
+    };
+    send.send("Deliver", (message,))
+        .await
+        .map_err(|error| match error {
+            ReliableSendError::MailboxFull(_) => HubError::new(error.to_string()),
+            other => HubError::internal(other),
+        })?;
+    Ok(id.to_string())
+}
+
+/// `SendReliable`, `SendReliableTtl` and `PendingCount`, and the policies of `Deliver` and `Receipt`.
+fn with_reliable_methods(builder: HubBuilder) -> HubBuilder {
+    builder
+        .client_method("Deliver", delivery_policy())
+        .client_method("Receipt", delivery_policy())
+        .method(
+            "SendReliable",
+            |ctx: Context, (user, text): (String, String)| async move {
+                send_reliable(ctx, &user, text, None).await
+            },
+        )
+        .method(
+            "SendReliableTtl",
+            |ctx: Context, (user, text, ttl_ms): (String, String, i64)| async move {
+                let ttl = Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0));
+                send_reliable(ctx, &user, text, Some(ttl)).await
+            },
+        )
+        .method("PendingCount", |ctx: Context, (): ()| async move {
+            match ctx.user_id() {
+                Some(user) => ctx
+                    .reliable()
+                    .pending(&MailboxId::user(user))
+                    .await
+                    .map_err(HubError::internal),
+                None => Ok(0),
+            }
+        })
+}
+
+/// The hub on `builder` (which carries the store), with ASP.NET Core's default limits (courier's default
+/// `HubOptions` are those); its auth hook makes the access token the user id (refusals are answered with HTTP 401
+/// by the endpoint).
+pub(crate) fn build(builder: HubBuilder) -> Hub {
+    with_reliable_methods(builder)
         .authenticate(|info| async move { user_of(info.access_token.as_deref()) })
         .on_connected(|ctx: Context| async move {
             tracing::info!(connection = %ctx.connection_id(), user = ?ctx.user_id(), "connected");

@@ -7,7 +7,8 @@
 //!
 //! It prints one line on stdout, `listening on http://HOST:PORT`, once it accepts connections, and serves the
 //! hub at `/hub` (negotiate and WebSockets, JSON and MessagePack, stateful reconnect allowed). Logs go to stderr,
-//! filtered by `RUST_LOG` (default `info`). SIGTERM or SIGINT closes every connection with a Close message and
+//! filtered by `RUST_LOG` (default `info`). Reliable delivery keeps its mailboxes in memory, or with `--store PATH`
+//! in the embedded durable store (courier-redb) at PATH. SIGTERM or SIGINT closes every connection with a Close message and
 //! exits with code 0; a bad command line exits with code 2.
 
 mod args;
@@ -65,7 +66,17 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
 
-    let hub = hub::build();
+    let builder = courier::server::Hub::builder();
+    let hub = match &args.store {
+        Some(path) => {
+            let store = courier_redb::RedbStore::open(path).map_err(|error| {
+                std::io::Error::other(format!("cannot open the store {}: {error}", path.display()))
+            })?;
+            tracing::info!(path = %path.display(), "mailboxes in the durable store");
+            hub::build(builder.store(store))
+        }
+        None => hub::build(builder.store(courier::store::MemoryStore::new())),
+    };
     let app = HubEndpoint::new(hub.clone())
         .options(EndpointOptions::new().allow_stateful_reconnects(true))
         .router::<()>("/hub");
