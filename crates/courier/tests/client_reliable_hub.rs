@@ -15,30 +15,39 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
-/// Connects as user `user` to a hub through a relay that [`cut`](Self::cut) breaks.
+/// Breaks the relay in use now.
+#[derive(Clone, Default)]
+struct Cut(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl Cut {
+    fn cut(&self) {
+        if let Some(cut) = self.0.lock().unwrap().take() {
+            let _ = cut.send(());
+        }
+    }
+}
+
+/// Connects as user `user` to a hub through a relay that `cut` breaks.
 #[derive(Clone)]
 struct UserConnector {
     hub: Hub,
     user: String,
-    cut: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    cut: Cut,
     connections: Arc<AtomicUsize>,
 }
 
 impl UserConnector {
-    fn new(hub: &Hub, user: &str) -> Self {
+    fn new(hub: &Hub, user: &str, cut: &Cut) -> Self {
         Self {
             hub: hub.clone(),
             user: user.into(),
-            cut: Arc::default(),
+            cut: cut.clone(),
             connections: Arc::default(),
         }
     }
 
-    /// Breaks the transport in use now.
     fn cut(&self) {
-        if let Some(cut) = self.cut.lock().unwrap().take() {
-            let _ = cut.send(());
-        }
+        self.cut.cut();
     }
 }
 
@@ -49,7 +58,7 @@ impl Connector for UserConnector {
             let (server_end, relay_server) = memory::pair();
             let (relay_client, client_end) = memory::pair();
             let (cut_tx, cut) = oneshot::channel();
-            *self.cut.lock().unwrap() = Some(cut_tx);
+            *self.cut.0.lock().unwrap() = Some(cut_tx);
             tokio::spawn(relay(relay_server, relay_client, cut));
             let options = ConnectionOptions::default().identity(Identity::user(&self.user));
             self.hub.accept(server_end, options).await?;
@@ -81,7 +90,9 @@ async fn relay(
     client.break_link();
 }
 
-fn hub() -> Hub {
+/// A hub with a store whose methods count their runs in `runs`.
+fn hub(cut: &Cut, runs: &Arc<AtomicUsize>) -> Hub {
+    let (slow_runs, cutting_runs, cut) = (runs.clone(), runs.clone(), cut.clone());
     Hub::builder()
         .store(MemoryStore::new())
         // Eight in flight: the client's hello raises the window from 1, and its inbox puts them in order.
@@ -91,9 +102,22 @@ fn hub() -> Hub {
                 .window(8)
                 .ack_timeout(Some(Duration::from_secs(5))),
         )
-        .method("Slow", |_ctx: Context, (value,): (i64,)| async move {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            Ok::<_, HubError>(value * 2)
+        .method("Slow", move |_ctx: Context, (value,): (i64,)| {
+            let runs = slow_runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, HubError>(value * 2)
+            }
+        })
+        // Its answer is lost with the connection it cuts.
+        .method("CutThenAnswer", move |_ctx: Context, (value,): (i64,)| {
+            let (runs, cut) = (cutting_runs.clone(), cut.clone());
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                cut.cut();
+                Ok::<_, HubError>(value + 1)
+            }
         })
         .build()
 }
@@ -106,7 +130,8 @@ async fn reliable_messages_reach_the_client_once_each_and_in_order_across_droppe
 }
 
 async fn deliver_across_dropped_connections(protocol: Protocol) {
-    let hub = hub();
+    let cut = Cut::default();
+    let hub = hub(&cut, &Arc::default());
     let mut sent = Vec::new();
     for n in 1..=30 {
         let message = hub
@@ -118,7 +143,7 @@ async fn deliver_across_dropped_connections(protocol: Protocol) {
             .unwrap();
         sent.push(message);
     }
-    let connector = UserConnector::new(&hub, "bob");
+    let connector = UserConnector::new(&hub, "bob", &cut);
     let handed = Arc::new(Mutex::new(Vec::<i64>::new()));
     let connections = connector.connections.clone();
     let connection = HubConnection::builder(connector.clone())
@@ -158,14 +183,19 @@ async fn deliver_across_dropped_connections(protocol: Protocol) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_reliable_call_cut_off_by_a_dropped_connection_is_sent_again_and_answered() {
-    let hub = hub();
-    let connector = UserConnector::new(&hub, "bob");
+async fn a_reliable_call_whose_connection_drops_runs_once_and_gets_its_answer() {
+    let cut = Cut::default();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let hub = hub(&cut, &runs);
+    let connector = UserConnector::new(&hub, "bob", &cut);
+    let connections = connector.connections.clone();
     let connection = HubConnection::builder(connector.clone())
         .reconnect_policy(ReconnectDelays::new([Duration::ZERO; 4]))
         .start()
         .await
         .unwrap();
+
+    // Cut while the method runs: the resend waits for the first run's outcome.
     let call = tokio::spawn({
         let connection = connection.clone();
         async move { connection.invoke_reliable::<i64>("Slow", (21,)).await }
@@ -173,5 +203,15 @@ async fn a_reliable_call_cut_off_by_a_dropped_connection_is_sent_again_and_answe
     tokio::time::sleep(Duration::from_secs(1)).await;
     connector.cut();
     assert_eq!(call.await.unwrap(), Ok(42));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // Cut once the method ran, before its answer arrived: the resend gets the stored answer.
+    let answer = connection
+        .invoke_reliable::<i64>("CutThenAnswer", (41,))
+        .await;
+    assert_eq!(answer, Ok(42));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
     connection.stop().await;
 }
