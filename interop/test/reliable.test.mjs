@@ -521,11 +521,6 @@ describe('reliable delivery', { concurrency: true }, () => {
 
     it(
       'a message whose ttl passes while the server is down: after the restart alice alone connects and gets the expired receipt',
-      {
-        todo:
-          'server bug: after a restart the expiry sweeper starts only when some mailbox loads (Mailboxes::driver), ' +
-          "and alice's connection loads none (her Receipt mailbox is empty), so the receipt never comes",
-      },
       async (t) => {
         await withStore(async (start) => {
           const first = await start();
