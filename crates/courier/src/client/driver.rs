@@ -337,7 +337,8 @@ impl Driver {
         let now = Instant::now();
         self.last_sent = now;
         self.last_received = now;
-        // The first message after the handshake's Ping: the receive window and where each mailbox resumes.
+        // The first message after the handshake's Ping: the receive window and where each mailbox resumes. (Its
+        // argument, a number and a map of strings to numbers, always encodes.)
         if let Ok(hello) = self.receiver.hello_invocation() {
             let _ = self.queue(&HubMessage::Invocation(hello));
         }
