@@ -248,7 +248,7 @@ async fn the_wire_carries_what_the_javascript_client_sends() {
     let server = tokio::spawn(async move {
         let mut server = servers.recv().await.unwrap();
         client_common::accept_handshake(&mut server, "{}").await;
-        let mut seen = records(&mut server, 5).await;
+        let mut seen = records(&mut server, 6).await;
         let done = "{\"type\":3,\"invocationId\":\"1\",\"result\":3}\u{1e}\
                     {\"type\":1,\"invocationId\":\"s1\",\"target\":\"Unknown\",\"arguments\":[]}\u{1e}";
         server.send(Frame::Text(done.into())).await.unwrap();
@@ -268,6 +268,7 @@ async fn the_wire_carries_what_the_javascript_client_sends() {
         server.await.unwrap(),
         [
             r#"{"type":6}"#,
+            r#"{"type":1,"target":"courier.hello","arguments":[{"window":64,"resume":{}}]}"#,
             // Upload streams take their ids before the invocation, as in the JavaScript client.
             r#"{"type":1,"invocationId":"1","target":"Sum","arguments":[0],"streamIds":["0"]}"#,
             r#"{"type":2,"invocationId":"0","item":1}"#,

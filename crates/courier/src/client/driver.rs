@@ -2,8 +2,9 @@
 //! frames, feeds the codec and the link engine, writes what they emit, and sleeps until the next frame or deadline.
 //! It outlives one transport: it re-attaches a stateful connection and runs automatic reconnects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +20,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::args::Upload;
+use super::outbox::{Calls, ReliableCall};
+use super::receiver::{Action, Kind, Receiver};
 use super::{
     Config, ConnectionEvent, ConnectionState, Connector, InvokeError, Reattach, RetryContext,
     StartError, Status, reader,
@@ -67,6 +70,13 @@ enum Internal {
         id: Option<ByteString>,
         result: CompletionResult,
     },
+    /// The client method of a reliable message returned (these outlive their connection: the outcome counts for
+    /// the application whichever connection answers).
+    Delivered {
+        mailbox: ByteString,
+        seq: u64,
+        outcome: Result<Payload, String>,
+    },
     /// An upload stream produced an item (`Ok`), or ended (`Err(None)`) or failed (`Err(Some(text))`).
     Upload {
         generation: u64,
@@ -79,6 +89,9 @@ enum Internal {
 pub(super) struct Channels {
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) cancels: mpsc::UnboundedReceiver<ByteString>,
+    pub(super) reliable: mpsc::UnboundedReceiver<ReliableCall>,
+    /// The handles' invocation id counter.
+    pub(super) next_id: Arc<AtomicU64>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) events: broadcast::Sender<ConnectionEvent>,
     pub(super) status: watch::Sender<Status>,
@@ -172,6 +185,7 @@ enum Event {
     Stop,
     Frame(Option<Result<Frame, TransportError>>),
     Command(Option<Command>),
+    Reliable(ReliableCall),
     Internal(Internal),
     Cancel(ByteString),
     Unblocked,
@@ -202,6 +216,10 @@ pub(super) struct Driver {
     link: Option<Link>,
     pending: HashMap<ByteString, Pending>,
     uploads: Vec<AbortHandle>,
+    /// Reliable messages from the server.
+    receiver: Receiver,
+    /// Reliable calls to the server.
+    calls: Calls,
     handlers_running: usize,
     /// A client-method call waiting for a free slot; nothing more is read meanwhile.
     waiting: Option<Invocation>,
@@ -217,6 +235,12 @@ impl Driver {
         let now = Instant::now();
         Self {
             reader: reader(&config),
+            receiver: Receiver::new(
+                config.protocol,
+                config.receive_window,
+                config.maximum_mailboxes,
+            ),
+            calls: Calls::new(config.protocol, &config.outbox),
             config,
             connector,
             channels,
@@ -278,6 +302,7 @@ impl Driver {
             }
         };
         self.end_connection();
+        self.calls.close();
         let connection_id = self.channels.status.borrow().connection_id.clone();
         self.set_status(ConnectionState::Disconnected, connection_id, error.clone());
         let _ = self.channels.events.send(ConnectionEvent::Closed { error });
@@ -312,6 +337,12 @@ impl Driver {
         let now = Instant::now();
         self.last_sent = now;
         self.last_received = now;
+        // The first message after the handshake's Ping: the receive window and where each mailbox resumes. (Its
+        // argument, a number and a map of strings to numbers, always encodes.)
+        if let Ok(hello) = self.receiver.hello_invocation() {
+            let _ = self.queue(&HubMessage::Invocation(hello));
+        }
+        self.calls.connected();
     }
 
     /// The connection is over: fail what waits on it and stop its tasks.
@@ -336,6 +367,8 @@ impl Driver {
         for upload in self.uploads.drain(..) {
             upload.abort();
         }
+        self.receiver.disconnected();
+        self.calls.disconnected();
         self.out.clear();
         self.waiting = None;
         self.blocked = None;
@@ -415,10 +448,21 @@ impl Driver {
                 tokio::time::sleep(delay).await;
                 open(&self.config, self.connector.as_ref()).await
             };
-            let stop = &mut self.channels.stop;
-            let result = tokio::select! {
-                result = attempt => result,
-                () = stopped(stop) => return Err(None),
+            let mut attempt = std::pin::pin!(attempt);
+            let (stop, calls, reliable) = (
+                &mut self.channels.stop,
+                &mut self.calls,
+                &mut self.channels.reliable,
+            );
+            // Meanwhile the outbox takes new reliable calls, and its calls expire on time.
+            let result = loop {
+                let deadline = calls.deadline();
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    () = stopped(stop) => return Err(None),
+                    Some(call) = reliable.recv() => calls.push(call),
+                    () = until(deadline) => calls.handle_timeout(),
+                }
             };
             match result {
                 Ok(live) => return Ok(live),
@@ -437,6 +481,7 @@ impl Driver {
             if let Err(end) = self.process_buffered() {
                 return end;
             }
+            self.send_reliable_calls();
             if let Err(end) = self.flush().await {
                 return end;
             }
@@ -479,7 +524,7 @@ impl Driver {
             .reading()
             .then(|| self.last_received + self.config.server_timeout);
         let ack = self.link.as_ref().and_then(Link::ack_deadline);
-        [server_timeout, ack]
+        [server_timeout, ack, self.calls.deadline()]
             .into_iter()
             .flatten()
             .fold(keep_alive, Instant::min)
@@ -499,6 +544,7 @@ impl Driver {
             () = unblocked(blocked) => Event::Unblocked,
             frame = transport.next(), if reading => Event::Frame(frame),
             command = self.channels.commands.recv(), if accepting => Event::Command(command),
+            Some(call) = self.channels.reliable.recv(), if accepting => Event::Reliable(call),
             Some(internal) = self.internal.recv(), if accepting => Event::Internal(internal),
             Some(id) = self.channels.cancels.recv() => Event::Cancel(id),
             () = tokio::time::sleep_until(deadline) => Event::Timer,
@@ -520,6 +566,7 @@ impl Driver {
                 self.reader.push_bytes(frame.into_payload());
             }
             Event::Command(Some(command)) => self.on_command(command),
+            Event::Reliable(call) => self.calls.push(call),
             Event::Internal(internal) => self.on_internal(internal),
             Event::Cancel(id) => {
                 if self.pending.remove(&id).is_some() {
@@ -546,6 +593,7 @@ impl Driver {
 
     fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
+        self.calls.handle_timeout();
         if self.reading() && now >= self.last_received + self.config.server_timeout {
             return Err(End::Lost {
                 error: Some(SERVER_TIMEOUT.into()),
@@ -627,49 +675,115 @@ impl Driver {
             self.waiting = Some(invocation);
             return;
         }
+        let invocation = match Kind::of(invocation) {
+            Kind::Ordinary(invocation) => invocation,
+            Kind::Reliable(arrival) => {
+                let mut actions = Vec::new();
+                self.receiver.arrive(arrival, &mut actions);
+                self.act(actions);
+                return;
+            }
+            Kind::Invalid(id, answer) => {
+                self.complete(id, answer);
+                return;
+            }
+        };
         let Invocation {
             invocation_id: id,
             target,
             arguments,
             ..
         } = invocation;
-        let Some(handler) = self
-            .config
-            .handlers
-            .get(&target.to_ascii_lowercase())
-            .cloned()
-        else {
-            if let Some(id) = id {
-                self.complete(id, CompletionResult::Error(NO_RESULT.into()));
-            }
-            return;
+        let generation = self.generation;
+        let started = self.spawn_handler(&target, &arguments, move |outcome| Internal::Handled {
+            generation,
+            id,
+            result: match outcome {
+                Ok(value) => CompletionResult::Value(value),
+                Err(error) => CompletionResult::Error(error.into()),
+            },
+        });
+        if let Err(Internal::Handled {
+            id: Some(id),
+            result,
+            ..
+        }) = started
+        {
+            self.complete(id, result);
+        }
+    }
+
+    /// Runs the client method `target` on a task of its own, which reports `done(outcome)`; when the method is
+    /// missing or its arguments do not bind, returns `Err(done(error))` at once instead.
+    fn spawn_handler(
+        &mut self,
+        target: &str,
+        arguments: &[Payload],
+        done: impl FnOnce(Result<Payload, String>) -> Internal + Send + 'static,
+    ) -> Result<(), Internal> {
+        let call = match self.config.handlers.get(&target.to_ascii_lowercase()) {
+            None => Err(NO_RESULT.to_owned()),
+            Some(handler) => handler(self.config.protocol, arguments),
         };
-        let call = match handler(self.config.protocol, &arguments) {
+        let call = match call {
             Ok(call) => call,
-            Err(error) => {
-                if let Some(id) = id {
-                    self.complete(id, CompletionResult::Error(error.into()));
-                }
-                return;
-            }
+            Err(error) => return Err(done(Err(error))),
         };
         self.handlers_running += 1;
         let internal = self.internal_tx.clone();
-        let generation = self.generation;
         tokio::spawn(async move {
-            let result = match std::panic::AssertUnwindSafe(call).catch_unwind().await {
-                Ok(Ok(value)) => CompletionResult::Value(value),
-                Ok(Err(error)) => CompletionResult::Error(error.into()),
-                Err(_) => CompletionResult::Error("the client method panicked".into()),
+            let outcome = match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(_) => Err("the client method panicked".to_owned()),
             };
-            let _ = internal
-                .send(Internal::Handled {
-                    generation,
-                    id,
-                    result,
-                })
-                .await;
+            let _ = internal.send(done(outcome)).await;
         });
+        Ok(())
+    }
+
+    /// Carries out what the receiver asks: answers, and client methods to run (whose immediate failures may ask for
+    /// more).
+    fn act(&mut self, actions: Vec<Action>) {
+        let mut actions = VecDeque::from(actions);
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Complete { id, result } => self.complete(id, result),
+                Action::Run {
+                    mailbox,
+                    seq,
+                    target,
+                    arguments,
+                } => {
+                    let started = self.spawn_handler(&target, &arguments, {
+                        let mailbox = mailbox.clone();
+                        move |outcome| Internal::Delivered {
+                            mailbox,
+                            seq,
+                            outcome,
+                        }
+                    });
+                    if let Err(Internal::Delivered { outcome, .. }) = started {
+                        let mut more = Vec::new();
+                        self.receiver.handled(&mailbox, seq, outcome, &mut more);
+                        actions.extend(more);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the reliable calls the outbox wants sent (new ones, and resends), each with a new invocation id.
+    fn send_reliable_calls(&mut self) {
+        while self.accepting() {
+            let next_id = &self.channels.next_id;
+            let Some(invocation) = self
+                .calls
+                .poll_transmit(|| next_id.fetch_add(1, Ordering::Relaxed).to_string().into())
+            else {
+                break;
+            };
+            let _ = self.queue(&HubMessage::Invocation(invocation));
+        }
     }
 
     fn on_stream_item(&mut self, id: &ByteString, item: Payload) {
@@ -714,7 +828,9 @@ impl Driver {
                     );
                 }
             }
-            None => {}
+            None => {
+                self.calls.complete(&id, result);
+            }
         }
     }
 
@@ -819,6 +935,20 @@ impl Driver {
                     self.on_invocation(invocation);
                 }
             }
+            Internal::Delivered {
+                mailbox,
+                seq,
+                outcome,
+            } => {
+                self.handlers_running -= 1;
+                let mut actions = Vec::new();
+                self.receiver.handled(&mailbox, seq, outcome, &mut actions);
+                self.act(actions);
+                if let Some(invocation) = self.waiting.take() {
+                    self.resume_reading();
+                    self.on_invocation(invocation);
+                }
+            }
             Internal::Upload {
                 generation,
                 id,
@@ -851,6 +981,8 @@ impl Driver {
                 self.on_internal(internal);
             } else if let Ok(command) = self.channels.commands.try_recv() {
                 self.on_command(command);
+            } else if let Ok(call) = self.channels.reliable.try_recv() {
+                self.calls.push(call);
             } else {
                 break;
             }
@@ -920,6 +1052,14 @@ impl Driver {
 /// Completes when `stop()` was called or every handle is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Completes at `deadline` (never, if there is none).
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the blocked stream item was handed over (never, if none is blocked).

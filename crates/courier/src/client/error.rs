@@ -29,7 +29,7 @@ pub enum StartError {
     Closed,
 }
 
-/// Why an invocation, send or stream failed.
+/// Why an invocation, send, stream or reliable call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvokeError {
@@ -45,4 +45,24 @@ pub enum InvokeError {
     /// The connection was already closed (stopped, or closed for good) when the call was made.
     #[error("Cannot send data if the connection is not in the 'Connected' State.")]
     NotConnected,
+    /// [`invoke_reliable`](super::HubConnection::invoke_reliable): the reliable outbox is full (the
+    /// connection's [`reliable_outbox_capacity`](super::HubConnectionBuilder::reliable_outbox_capacity), or the
+    /// method's policy capacity). Nothing was sent; try again once earlier calls have finished.
+    #[error("the reliable outbox is full")]
+    OutboxFull,
+    /// [`invoke_reliable`](super::HubConnection::invoke_reliable): the call's time to live passed before a
+    /// Completion arrived. The server may or may not have run it.
+    #[error("the reliable call expired before the server answered")]
+    Expired,
+    /// [`invoke_reliable`](super::HubConnection::invoke_reliable): the policy's `max_attempts` attempts all failed
+    /// (no Completion before the ack timeout, or the connection dropped). The server may or may not have run it.
+    #[error("the reliable call got no answer in {attempts} attempts")]
+    AttemptsExhausted {
+        /// The attempts made.
+        attempts: u32,
+    },
+    /// [`invoke_reliable`](super::HubConnection::invoke_reliable) was given upload streams: a stream cannot be
+    /// sent again, so a reliable call takes plain arguments only.
+    #[error("a reliable call cannot carry upload streams")]
+    UploadInReliableCall,
 }

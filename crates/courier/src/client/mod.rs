@@ -48,20 +48,55 @@
 //!   [`maximum_receive_message_size`](HubConnectionBuilder::maximum_receive_message_size) closes the connection;
 //! - with stateful reconnect, sent messages are kept until acknowledged up to
 //!   [`stateful_reconnect_buffer_size`](HubConnectionBuilder::stateful_reconnect_buffer_size) bytes; calls wait
-//!   while it is full.
+//!   while it is full;
+//! - per mailbox, at most [`receive_window`](HubConnectionBuilder::receive_window) reliable messages are held (a
+//!   message further ahead is nacked), in at most
+//!   [`maximum_mailboxes`](HubConnectionBuilder::maximum_mailboxes) mailboxes (a message for one more is nacked);
+//! - at most [`reliable_outbox_capacity`](HubConnectionBuilder::reliable_outbox_capacity) reliable calls wait for
+//!   their answer; one more fails at once with [`InvokeError::OutboxFull`].
+//!
+//! # Reliable messages from a Courier server
+//!
+//! A Courier server delivers a hub's reliable messages (those sent to mailboxes, docs/delivery.md) as client-result
+//! invocations with `courier-*` headers: the mailbox, the message's sequence number in it, and a floor below which
+//! everything is settled at the server. This client hands them to the client method registered with
+//! [`on`](HubConnectionBuilder::on) exactly once and in sequence order per mailbox, one at a time:
+//!
+//! - a message that arrives early is held until the ones before it were handed over, or until a floor says they
+//!   will not come; it is answered when its handler returns;
+//! - a message already handed over (a resend after a lost answer, or after a reconnect) is not handed over again:
+//!   it is answered at once with `null`;
+//! - the handler's `Ok` value is the answer (the ack); its error is an error Completion (a nack), and the server
+//!   sends the message again later: it is then handed over again, before the messages behind it;
+//! - a resend that arrives while the handler still runs takes over the answer (the earlier attempt is answered with
+//!   an error, which the server ignores).
+//!
+//! The guarantee holds within the process: the mailboxes' state lives as long as the [`HubConnection`], across
+//! reconnects. After every handshake the client sends a `courier.hello` with its receive window and, per mailbox,
+//! the last message handed over in order, from which the server resumes. Invocations without `courier-*` headers
+//! are handled as before, and a stock SignalR server ignores the hello.
+//!
+//! # Reliable calls
+//!
+//! [`HubConnection::invoke_reliable`] sends a call with an idempotency key and sends it again, with the same key,
+//! after a reconnect or an ack timeout, until an answer arrives; a Courier server with a store runs it once. See
+//! [`reliable_method_policy`](HubConnectionBuilder::reliable_method_policy) for retries, backoff and expiry.
 
 mod args;
 mod connector;
 mod driver;
 mod error;
+mod outbox;
+mod receiver;
 mod reconnect;
 mod stream;
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use courier_protocol::{ByteString, MessageReader, Payload, Protocol};
@@ -78,6 +113,9 @@ pub use reconnect::{ReconnectDelays, ReconnectPolicy, RetryContext};
 pub use stream::HubStream;
 
 use driver::{Command, Reply};
+use outbox::{OutboxConfig, ReliableCall, Slot};
+
+pub use courier_delivery::{Backoff, Policy};
 
 /// How many [`ConnectionEvent`]s a subscriber may fall behind before it skips the oldest.
 pub const EVENT_CAPACITY: usize = 16;
@@ -87,6 +125,15 @@ const COMMAND_QUEUE: usize = 64;
 
 /// How many items of one server-to-client stream are buffered for a slow reader.
 const STREAM_BUFFER: usize = 16;
+
+/// The default [`receive_window`](HubConnectionBuilder::receive_window).
+pub const DEFAULT_RECEIVE_WINDOW: u32 = 64;
+
+/// The default [`maximum_mailboxes`](HubConnectionBuilder::maximum_mailboxes).
+pub const DEFAULT_MAXIMUM_MAILBOXES: usize = 1024;
+
+/// The default [`reliable_outbox_capacity`](HubConnectionBuilder::reliable_outbox_capacity).
+pub const DEFAULT_RELIABLE_OUTBOX_CAPACITY: usize = 1024;
 
 /// A client method: binds the arguments, runs, and answers with an encoded result or an error text.
 type Handler = Arc<
@@ -149,6 +196,9 @@ pub(crate) struct Config {
     maximum_parallel_handlers: usize,
     reconnect: Option<Arc<dyn ReconnectPolicy>>,
     handlers: Arc<HashMap<String, Handler>>,
+    receive_window: u32,
+    maximum_mailboxes: usize,
+    outbox: OutboxConfig,
 }
 
 /// Builds and starts a [`HubConnection`].
@@ -156,6 +206,7 @@ pub struct HubConnectionBuilder {
     connector: Arc<dyn Connector>,
     config: Config,
     handlers: HashMap<String, Handler>,
+    call_policies: HashMap<String, Policy>,
 }
 
 impl std::fmt::Debug for HubConnectionBuilder {
@@ -180,12 +231,20 @@ impl HubConnectionBuilder {
                 handshake_timeout: Duration::from_secs(15),
                 maximum_receive_message_size: Some(1024 * 1024),
                 stateful_reconnect: false,
-                stateful_reconnect_buffer_size: courier_delivery::Policy::LINK_BUFFER_BYTES,
+                stateful_reconnect_buffer_size: Policy::LINK_BUFFER_BYTES,
                 maximum_parallel_handlers: 64,
                 reconnect: None,
                 handlers: Arc::default(),
+                receive_window: DEFAULT_RECEIVE_WINDOW,
+                maximum_mailboxes: DEFAULT_MAXIMUM_MAILBOXES,
+                outbox: OutboxConfig {
+                    capacity: DEFAULT_RELIABLE_OUTBOX_CAPACITY,
+                    default_policy: default_call_policy(),
+                    policies: Arc::default(),
+                },
             },
             handlers: HashMap::new(),
+            call_policies: HashMap::new(),
         }
     }
 
@@ -295,13 +354,86 @@ impl HubConnectionBuilder {
         self
     }
 
+    /// How many messages of one mailbox this client holds above the last one handed over in order (early arrivals
+    /// waiting for their turn), told to the server in the `courier.hello` so that it sends no more than this many
+    /// ahead; a message further ahead is answered with an error (a nack) and sent again later. At least 1.
+    /// Default: [`DEFAULT_RECEIVE_WINDOW`] (64). See [reliable messages](self#reliable-messages-from-a-courier-server).
+    #[must_use]
+    pub fn receive_window(mut self, window: u32) -> Self {
+        self.config.receive_window = window.max(1);
+        self
+    }
+
+    /// How many mailboxes this client tracks; a reliable message for one more is answered with an error (a nack).
+    /// A client usually sees a few (its identity's default mailbox and one per client method with its own delivery
+    /// policy). Default: [`DEFAULT_MAXIMUM_MAILBOXES`] (1,024).
+    #[must_use]
+    pub fn maximum_mailboxes(mut self, count: usize) -> Self {
+        self.config.maximum_mailboxes = count;
+        self
+    }
+
+    /// How many [reliable calls](HubConnection::invoke_reliable) may wait for their answer at once; one more fails
+    /// at once with [`InvokeError::OutboxFull`]. At least 1. Default: [`DEFAULT_RELIABLE_OUTBOX_CAPACITY`] (1,024).
+    #[must_use]
+    pub fn reliable_outbox_capacity(mut self, calls: usize) -> Self {
+        self.config.outbox.capacity = calls.max(1);
+        self
+    }
+
+    /// The delivery policy of [reliable calls](HubConnection::invoke_reliable) to hub methods without a policy of
+    /// their own (see [`reliable_method_policy`](Self::reliable_method_policy) for what applies).
+    ///
+    /// Default: [`Policy::default`] with unordered delivery and no limit on calls in flight (calls do not wait for
+    /// each other), and no ack timeout (an attempt fails when the connection drops: a hub method may take its
+    /// time). So a call is resent on every reconnect, without an attempt limit, for up to 24 hours.
+    #[must_use]
+    pub fn reliable_policy(mut self, policy: Policy) -> Self {
+        self.config.outbox.default_policy = policy;
+        self
+    }
+
+    /// The delivery policy of [reliable calls](HubConnection::invoke_reliable) to the hub method `method`
+    /// (matched ignoring ASCII case, as the server matches it).
+    ///
+    /// What applies: `ack_timeout` (an attempt without a Completion after it has failed: the call is sent again
+    /// with the same key), `backoff` (the delay before that), `max_attempts` and `resend` (then
+    /// [`InvokeError::AttemptsExhausted`]), `ttl` ([`InvokeError::Expired`]), `capacity.messages` and
+    /// `capacity.overflow` (this method's calls waiting at once; `Reject` fails the new call with
+    /// [`InvokeError::OutboxFull`], the other overflows fail the one dropped with it), and `ordering` with `window`
+    /// (strict with window 1 sends this method's calls one at a time, in order). `guarantee` is always
+    /// at-least-once (the server runs a key once), and `capacity.bytes` and `history` do not apply. A new
+    /// connection resends pending calls at once, without waiting out their backoff.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use courier::client::{HubConnection, InProcessConnector, Policy};
+    /// # let hub = courier::server::Hub::builder().build();
+    ///
+    /// let builder = HubConnection::builder(InProcessConnector::new(hub)).reliable_method_policy(
+    ///     "PlaceOrder",
+    ///     Policy::default().ack_timeout(Some(Duration::from_secs(10))).max_attempts(Some(5)),
+    /// );
+    /// # drop(builder);
+    /// ```
+    #[must_use]
+    pub fn reliable_method_policy(mut self, method: &str, policy: Policy) -> Self {
+        self.call_policies
+            .insert(method.to_ascii_lowercase(), policy);
+        self
+    }
+
     /// Connects, runs the handshake, and spawns the task that drives the connection on the current tokio runtime.
     pub async fn start(mut self) -> Result<HubConnection, StartError> {
         self.config.handlers = Arc::new(self.handlers);
+        self.config.outbox.policies = Arc::new(self.call_policies);
         let live = driver::open(&self.config, self.connector.as_ref()).await?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (cancels_tx, cancels) = mpsc::unbounded_channel();
+        // Bounded by the outbox's slots.
+        let (reliable_tx, reliable) = mpsc::unbounded_channel();
         let (stop_tx, stop) = watch::channel(false);
+        let next_id = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (status_tx, status) = watch::channel(Status {
             state: ConnectionState::Connected,
@@ -314,6 +446,8 @@ impl HubConnectionBuilder {
             driver::Channels {
                 commands,
                 cancels,
+                reliable,
+                next_id: next_id.clone(),
                 stop,
                 events: events.clone(),
                 status: status_tx,
@@ -325,10 +459,14 @@ impl HubConnectionBuilder {
                 protocol: self.config.protocol,
                 commands: commands_tx,
                 cancels: cancels_tx,
+                reliable: reliable_tx,
+                outbox_capacity: self.config.outbox.capacity,
+                outbox_taken: Arc::default(),
+                key_prefix: key_prefix(),
                 stop: stop_tx,
                 events,
                 status,
-                next_id: AtomicU64::new(0),
+                next_id,
             }),
         })
     }
@@ -344,11 +482,18 @@ struct Inner {
     protocol: Protocol,
     commands: mpsc::Sender<Command>,
     cancels: mpsc::UnboundedSender<ByteString>,
+    reliable: mpsc::UnboundedSender<ReliableCall>,
+    outbox_capacity: usize,
+    /// Places taken in the reliable outbox.
+    outbox_taken: Arc<AtomicUsize>,
+    /// Random, so that idempotency keys differ across processes and connections.
+    key_prefix: String,
     stop: watch::Sender<bool>,
     events: broadcast::Sender<ConnectionEvent>,
     status: watch::Receiver<Status>,
-    /// Invocation and upload stream ids: a decimal counter from "0", as the JavaScript client.
-    next_id: AtomicU64,
+    /// Invocation and upload stream ids: a decimal counter from "0", as the JavaScript client (shared with the
+    /// driver, which numbers the attempts of reliable calls).
+    next_id: Arc<AtomicU64>,
 }
 
 /// A connection to a hub. Cheap to clone (all clones are the same connection); when the last clone is dropped
@@ -471,6 +616,70 @@ impl HubConnection {
         Ok(payload.deserialize()?)
     }
 
+    /// Calls a hub method reliably and waits for its result, bound to `T` (`()` for a method with no result).
+    ///
+    /// The call carries an idempotency key (the `courier-idempotency-key` header: random, URL-safe, at most 64
+    /// bytes), made once and kept across attempts. It waits in the connection's reliable outbox and is sent again,
+    /// with the same key and a new invocation id, on every reconnect and whenever its policy's ack timeout passes
+    /// (after the policy's backoff), until a Completion arrives: its result, or the hub's error
+    /// ([`InvokeError::Hub`]), both final. A Courier server with a store runs the method once per caller and key
+    /// and answers a resend with the stored Completion, so the method runs once however often the call is sent.
+    /// Other servers, and anonymous callers, run it on every attempt.
+    ///
+    /// Errors at once: [`InvokeError::OutboxFull`] when the outbox holds
+    /// [`reliable_outbox_capacity`](HubConnectionBuilder::reliable_outbox_capacity) calls (or the method's policy
+    /// capacity), [`InvokeError::UploadInReliableCall`] for arguments with upload streams. Later:
+    /// [`InvokeError::Expired`] and [`InvokeError::AttemptsExhausted`] per the method's policy
+    /// ([`reliable_method_policy`](HubConnectionBuilder::reliable_method_policy)), and
+    /// [`InvokeError::ConnectionClosed`] when the connection closes for good first (the outbox lives in memory,
+    /// with the connection). Dropping the returned future does not take the call back: it is still sent until
+    /// answered.
+    ///
+    /// ```
+    /// use courier::client::{HubConnection, InProcessConnector};
+    /// use courier::server::{Context, Hub, HubError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let hub = Hub::builder()
+    ///     .method("PlaceOrder", |_ctx: Context, (item,): (String,)| async move {
+    ///         Ok::<_, HubError>(format!("order for {item} placed"))
+    ///     })
+    ///     .build();
+    /// let connection = HubConnection::builder(InProcessConnector::new(hub)).start().await?;
+    /// let placed: String = connection.invoke_reliable("PlaceOrder", ("tea",)).await?;
+    /// assert_eq!(placed, "order for tea placed");
+    /// connection.stop().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn invoke_reliable<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Into<Args>,
+    ) -> Result<T, InvokeError> {
+        let slot = Slot::take(&self.inner.outbox_taken, self.inner.outbox_capacity)
+            .ok_or(InvokeError::OutboxFull)?;
+        let Prepared { arguments, uploads } = self.prepare(args)?;
+        if !uploads.is_empty() {
+            return Err(InvokeError::UploadInReliableCall);
+        }
+        let (reply, result) = oneshot::channel();
+        let key = format!("{}-{}", self.inner.key_prefix, self.next_id());
+        let call = ReliableCall {
+            target: method.into(),
+            arguments,
+            key: key.into(),
+            reply,
+            _slot: slot,
+        };
+        self.inner
+            .reliable
+            .send(call)
+            .map_err(|_| InvokeError::NotConnected)?;
+        let payload = result.await.map_err(|_| InvokeError::ConnectionClosed)??;
+        Ok(payload.deserialize()?)
+    }
+
     /// Calls a hub method without waiting for it to run (no invocation id, no answer); returns once the call was
     /// written to the transport.
     pub async fn send(&self, method: &str, args: impl Into<Args>) -> Result<(), InvokeError> {
@@ -495,6 +704,20 @@ impl HubConnection {
             .await?;
         Ok(HubStream::new(id, items, self.inner.cancels.clone()))
     }
+}
+
+/// The policy of reliable calls without one of their own (see [`HubConnectionBuilder::reliable_policy`]).
+fn default_call_policy() -> Policy {
+    Policy::default()
+        .ordering(courier_delivery::Ordering::Unordered)
+        .window(usize::MAX)
+        .ack_timeout(None)
+}
+
+/// 128 random bits in hex, from the standard library's hash keys (seeded by the operating system).
+fn key_prefix() -> String {
+    let [a, b] = [1u8, 2].map(|n| std::hash::RandomState::new().hash_one(n));
+    format!("{a:016x}{b:016x}")
 }
 
 /// A reader for the connection's protocol and limit.

@@ -236,6 +236,10 @@ impl Reattach for NoReattach {
     }
 }
 
+/// The `courier.hello` a client with the default receive window sends after its first handshake (after the Ping).
+pub const HELLO: &str =
+    "{\"type\":1,\"target\":\"courier.hello\",\"arguments\":[{\"window\":64,\"resume\":{}}]}\u{1e}";
+
 /// The scripted server's side: reads the handshake request and answers it.
 pub async fn accept_handshake(server: &mut MemoryTransport, response: &str) -> String {
     let Some(Ok(Frame::Text(request))) = server.next().await else {
