@@ -53,6 +53,7 @@ mod method;
 mod options;
 mod registry;
 mod reliable;
+mod tasks;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +103,8 @@ pub(crate) struct HubInner {
     on_disconnected: Option<DisconnectedHook>,
     /// Reliable delivery, when the hub has a store.
     mailboxes: Option<Arc<Mailboxes>>,
+    /// Connection and mailbox tasks.
+    tasks: Arc<tasks::Tasks>,
 }
 
 impl HubInner {
@@ -230,7 +233,7 @@ impl Hub {
             (None, None)
         };
         let span = tracing::info_span!("connection", id = %id);
-        tokio::spawn(tracing::Instrument::instrument(
+        self.inner.tasks.spawn(tracing::Instrument::instrument(
             connection::run(connection::Setup {
                 hub: self.inner.clone(),
                 id: id.clone(),
@@ -252,9 +255,11 @@ impl Hub {
     /// Graceful shutdown: accepts no more connections, tells every connection to finish its running invocations
     /// and close with a Close message (`allowReconnect`, so clients may reconnect elsewhere), and waits for them
     /// up to `deadline`. Connections still running then are aborted. Then the mailbox tasks end (what they hold is
-    /// in the store; reliable sends fail from now on), so that once the last handle on the hub is dropped the
-    /// store is released. Returns whether all connections ended in time.
+    /// in the store; reliable sends fail from now on). It returns once every task of the hub has ended (or a second
+    /// after the deadline), so that dropping the last handle on the hub releases the store at once (a transport
+    /// layer's own tasks may hold a handle a moment longer). Returns whether all connections ended in time.
     pub async fn shutdown(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
         self.inner.registry.begin_shutdown();
         let graceful = tokio::time::timeout(deadline, self.inner.registry.wait_empty())
             .await
@@ -266,6 +271,10 @@ impl Hub {
         if let Some(mailboxes) = &self.inner.mailboxes {
             mailboxes.shutdown().await;
         }
+        // Aborted connections end at once; one still in its handshake ends with its handshake timeout, which is
+        // not waited for beyond a second after the deadline.
+        let _ =
+            tokio::time::timeout_at(until + Duration::from_secs(1), self.inner.tasks.ended()).await;
         graceful
     }
 }
@@ -513,6 +522,7 @@ impl HubBuilder {
             client_methods,
             reliable_options,
         } = self;
+        let tasks = Arc::new(tasks::Tasks::default());
         Hub {
             inner: Arc::new_cyclic(|hub| HubInner {
                 methods,
@@ -527,8 +537,10 @@ impl HubBuilder {
                         reliable_options,
                         client_methods,
                         hub.clone(),
+                        tasks.clone(),
                     ))
                 }),
+                tasks,
             }),
         }
     }

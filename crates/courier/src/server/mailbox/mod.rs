@@ -24,12 +24,13 @@ use std::time::Duration;
 use courier_delivery::{Policy, Timestamp};
 use courier_protocol::Protocol;
 use serde::Deserialize;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use self::driver::Command;
 use self::envelope::Envelope;
 use crate::server::method::Arguments;
 use crate::server::reliable::{DeadLetter, MessageId, Outcome, ReliableOptions, Sent};
+use crate::server::tasks::Tasks;
 use crate::server::{ConnectionId, HubInner, Identity, ReliableSendError};
 use crate::store::{MailboxId, Store};
 
@@ -153,15 +154,8 @@ pub(crate) struct Mailboxes {
     running: idempotency::Running,
     /// Set by [`shutdown`](Self::shutdown): mailbox tasks end, and no new one starts.
     stopping: watch::Sender<bool>,
-    /// Tasks that hold these mailboxes (and so the store): mailbox tasks and short helpers.
+    /// The hub's tasks: mailbox tasks and their helpers are counted there.
     tasks: Arc<Tasks>,
-}
-
-/// Counts running tasks, so that [`Mailboxes::shutdown`] returns only once none holds the store any more.
-#[derive(Debug, Default)]
-struct Tasks {
-    running: std::sync::atomic::AtomicUsize,
-    ended: Notify,
 }
 
 impl std::fmt::Debug for Mailboxes {
@@ -178,6 +172,7 @@ impl Mailboxes {
         options: ReliableOptions,
         methods: HashMap<String, (String, Policy)>,
         hub: Weak<HubInner>,
+        tasks: Arc<Tasks>,
     ) -> Self {
         let (dead_letters, _) = broadcast::channel(options.dead_letter_capacity.max(1));
         Self {
@@ -191,7 +186,7 @@ impl Mailboxes {
             sweeper: Mutex::new(None),
             running: idempotency::Running::default(),
             stopping: watch::Sender::new(false),
-            tasks: Arc::default(),
+            tasks,
         }
     }
 
@@ -259,7 +254,7 @@ impl Mailboxes {
         drivers.insert(mailbox.clone(), sender.clone());
         drop(drivers);
         let span = tracing::debug_span!("mailbox", key = %mailbox);
-        tokio::spawn(tracing::Instrument::instrument(
+        self.spawn(tracing::Instrument::instrument(
             driver::run(
                 self.clone(),
                 mailbox.clone(),
@@ -271,18 +266,9 @@ impl Mailboxes {
         Some(sender)
     }
 
-    /// Spawns a task that holds the mailboxes, counted until it has ended and dropped what it held.
+    /// Spawns a task that holds the mailboxes, counted with the hub's tasks.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let tasks = self.tasks.clone();
-        tasks.running.fetch_add(1, SeqCst);
-        tokio::spawn(async move {
-            // The task's future, and everything it holds, is dropped at the end of this statement.
-            task.await;
-            if tasks.running.fetch_sub(1, SeqCst) == 1 {
-                tasks.ended.notify_waiters();
-            }
-        });
+        self.tasks.spawn(task);
     }
 
     /// Called by a mailbox task that found itself idle: it leaves the map and its queue closes. Commands that a
@@ -311,8 +297,8 @@ impl Mailboxes {
         self.lock().remove(mailbox);
     }
 
-    /// Ends every mailbox task and waits until no task holds the store (their state is in the store). Sends fail
-    /// from now on.
+    /// Tells every mailbox task to end (their state is in the store) and waits for the sweeper; the hub then waits
+    /// for its tasks ([`Tasks::ended`]). Sends fail from now on.
     pub(crate) async fn shutdown(&self) {
         self.stopping.send_replace(true);
         let sweeper = self
@@ -323,13 +309,6 @@ impl Mailboxes {
         if let Some(sweeper) = sweeper {
             // It holds the store while it sweeps.
             let _ = sweeper.await;
-        }
-        loop {
-            let ended = self.tasks.ended.notified();
-            if self.tasks.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            ended.await;
         }
     }
 
