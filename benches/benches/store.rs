@@ -28,6 +28,11 @@ const PAYLOAD: usize = 256;
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Time the senders are counted.
 const MEASURE: Duration = Duration::from_secs(4);
+/// Concurrent senders of the life table: one, the 64, one per mailbox, and as many as the store's
+/// queue holds.
+const SENDERS: [usize; 4] = [1, 64, 1_000, 4_096];
+/// Appends in flight while the replayed mailbox is filled.
+const FILL_AT_ONCE: usize = 1_000;
 /// Pending messages of the replayed mailbox.
 const REPLAY: usize = 100_000;
 
@@ -79,7 +84,7 @@ async fn run() -> Result<(), BoxError> {
     println!();
     println!("| store | senders | messages/s | mean life (µs) |");
     println!("|---|---:|---:|---:|");
-    for senders in [1, 64, 256] {
+    for senders in SENDERS {
         let path = dir.path().join(format!("life-{senders}.redb"));
         let redb = Arc::new(RedbStore::open(&path)?);
         let figures = life(Arc::clone(&redb), senders).await?;
@@ -87,7 +92,7 @@ async fn run() -> Result<(), BoxError> {
         close(redb).await?;
         std::fs::remove_file(&path)?;
     }
-    for senders in [1, 64, 256] {
+    for senders in SENDERS {
         let figures = life(Arc::new(MemoryStore::new()), senders).await?;
         println!("| memory | {senders} | {figures} |");
     }
@@ -199,21 +204,21 @@ async fn life<S: Store>(store: Arc<S>, senders: usize) -> Result<Life, BoxError>
     })
 }
 
-/// Appends [`REPLAY`] messages to the replayed mailbox, 64 at a time.
+/// Appends [`REPLAY`] messages to the replayed mailbox, [`FILL_AT_ONCE`] at a time.
 async fn fill(store: &impl Store) -> Result<(), BoxError> {
     let mailbox = replayed();
     let limit = MailboxLimit::default()
         .messages(REPLAY)
         .bytes(REPLAY * PAYLOAD);
     let payload = payload();
-    for _ in 0..REPLAY / 64 {
-        let appends = (0..64).map(|_| {
+    for _ in 0..REPLAY / FILL_AT_ONCE {
+        let appends = (0..FILL_AT_ONCE).map(|_| {
             let message = NewMessage::new(payload.clone(), now());
             store.append(&mailbox, message, limit)
         });
         futures::future::try_join_all(appends).await?;
     }
-    let rest = (0..REPLAY % 64)
+    let rest = (0..REPLAY % FILL_AT_ONCE)
         .map(|_| store.append(&mailbox, NewMessage::new(payload.clone(), now()), limit));
     futures::future::try_join_all(rest).await?;
     Ok(())

@@ -26,7 +26,7 @@
 //! A write (append, ack, attempt record, removal, expiry, stored result) is answered only after the transaction
 //! that holds it is committed with redb's immediate durability, that is, synced to disk: an accepted message
 //! survives a crash or a power cut. One writer thread owns every write and groups them: it takes every write
-//! queued while it was busy (up to 1 024) into one transaction and one fsync, then answers them all. Under load a
+//! queued while it was busy (up to 4 096) into one transaction and one fsync, then answers them all. Under load a
 //! commit covers many messages; a lone write pays one commit and waits for nothing else.
 //!
 //! # Threads

@@ -24,7 +24,7 @@ use crate::tables::{
 };
 
 /// Most writes applied in one transaction: bounds the work (and the wait) of a single commit.
-pub(crate) const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 4096;
 
 /// Most `mailboxes` rows the writer keeps in memory between transactions (about 100 bytes each); beyond that it
 /// forgets them all and reads them again as they are used.
