@@ -1,9 +1,12 @@
 //! The durable store (courier-redb) against `MemoryStore` on the same machine: accepted-and-acked messages per
-//! second with many concurrent senders, and the replay of 100,000 pending messages of one mailbox.
+//! second with concurrent senders, and the replay of 100,000 pending messages of one mailbox.
 //! docs/benchmarks.md reports the figures.
 //!
-//! Run: `cargo bench -p courier-benches --bench store` (about half a minute). The redb file lives in a temporary
-//! directory (under `$TMPDIR`, so on the disk that holds it); every redb write is synced before it is answered.
+//! Run: `cargo bench -p courier-benches --bench store` (about a minute and a half); `-- life <store> <senders>`
+//! runs one case of the life table (to profile it), `<store>` being `redb`, `redb-tmpfs` or `memory`. The redb
+//! file lives in a temporary directory under `$TMPDIR` (so on the disk that holds it), where every write is
+//! synced before it is answered; `redb-tmpfs` puts it on `/dev/shm`, where a sync costs nothing, to show the
+//! store's own cost without the disk's.
 
 // A benchmark reports its tables on stdout.
 #![allow(clippy::print_stdout)]
@@ -47,32 +50,79 @@ fn main() -> Result<(), BoxError> {
     match args.as_slice() {
         [] => runtime.block_on(run()),
         ["life", store, senders] => {
+            let store =
+                Subject::from_name(store).ok_or("the store is redb, redb-tmpfs or memory")?;
             let senders = senders.parse()?;
-            runtime.block_on(life_alone(store, senders))
+            runtime.block_on(async {
+                let figures = life_of(store, senders, &Dirs::new()?).await?;
+                println!("| {} | {senders} | {figures} |", store.name());
+                Ok(())
+            })
         }
-        _ => Err("usage: store [life redb|memory <senders>]".into()),
+        _ => Err("usage: store [life redb|redb-tmpfs|memory <senders>]".into()),
     }
 }
 
-/// One case of the life table, alone (to profile it).
-async fn life_alone(store: &str, senders: usize) -> Result<(), BoxError> {
-    let dir = tempfile::tempdir()?;
-    let figures = match store {
-        "redb" => {
-            let redb = Arc::new(RedbStore::open(dir.path().join("life.redb"))?);
-            let figures = life(Arc::clone(&redb), senders).await?;
-            close(redb).await?;
-            figures
+/// The stores of the life table.
+#[derive(Debug, Clone, Copy)]
+enum Subject {
+    /// RedbStore with its file on the disk of `$TMPDIR`.
+    Redb,
+    /// RedbStore with its file on tmpfs (`/dev/shm`), where a sync costs nothing: the store's own cost,
+    /// without the disk's.
+    RedbTmpfs,
+    /// MemoryStore, the peer.
+    Memory,
+}
+
+impl Subject {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Redb => "redb",
+            Self::RedbTmpfs => "redb-tmpfs",
+            Self::Memory => "memory",
         }
-        "memory" => life(Arc::new(MemoryStore::new()), senders).await?,
-        _ => return Err("the store is redb or memory".into()),
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Self::Redb, Self::RedbTmpfs, Self::Memory]
+            .into_iter()
+            .find(|subject| subject.name() == name)
+    }
+}
+
+/// Temporary directories for redb files: on the disk, and on tmpfs if the machine has `/dev/shm`.
+struct Dirs {
+    disk: tempfile::TempDir,
+    tmpfs: Option<tempfile::TempDir>,
+}
+
+impl Dirs {
+    fn new() -> Result<Self, BoxError> {
+        Ok(Self {
+            disk: tempfile::tempdir()?,
+            tmpfs: tempfile::tempdir_in("/dev/shm").ok(),
+        })
+    }
+}
+
+/// The life table's figures for `subject`; a store on tmpfs needs `/dev/shm`.
+async fn life_of(subject: Subject, senders: usize, dirs: &Dirs) -> Result<Life, BoxError> {
+    let dir = match subject {
+        Subject::Memory => return life(Arc::new(MemoryStore::new()), senders).await,
+        Subject::Redb => &dirs.disk,
+        Subject::RedbTmpfs => dirs.tmpfs.as_ref().ok_or("this machine has no /dev/shm")?,
     };
-    println!("| {store} | {senders} | {figures} |");
-    Ok(())
+    let path = dir.path().join(format!("life-{senders}.redb"));
+    let redb = Arc::new(RedbStore::open(&path)?);
+    let figures = life(Arc::clone(&redb), senders).await?;
+    close(redb).await?;
+    std::fs::remove_file(&path)?;
+    Ok(figures)
 }
 
 async fn run() -> Result<(), BoxError> {
-    let dir = tempfile::tempdir()?;
+    let dirs = Dirs::new()?;
     println!("load average before: {}", load_average());
     println!();
     println!(
@@ -84,19 +134,16 @@ async fn run() -> Result<(), BoxError> {
     println!();
     println!("| store | senders | messages/s | mean life (µs) |");
     println!("|---|---:|---:|---:|");
-    for senders in SENDERS {
-        let path = dir.path().join(format!("life-{senders}.redb"));
-        let redb = Arc::new(RedbStore::open(&path)?);
-        let figures = life(Arc::clone(&redb), senders).await?;
-        println!("| redb | {senders} | {figures} |");
-        close(redb).await?;
-        std::fs::remove_file(&path)?;
+    for subject in [Subject::Redb, Subject::RedbTmpfs, Subject::Memory] {
+        if matches!(subject, Subject::RedbTmpfs) && dirs.tmpfs.is_none() {
+            println!("| redb-tmpfs | (no /dev/shm) | | |");
+            continue;
+        }
+        for senders in SENDERS {
+            let figures = life_of(subject, senders, &dirs).await?;
+            println!("| {} | {senders} | {figures} |", subject.name());
+        }
     }
-    for senders in SENDERS {
-        let figures = life(Arc::new(MemoryStore::new()), senders).await?;
-        println!("| memory | {senders} | {figures} |");
-    }
-
     println!();
     println!(
         "Replay of {REPLAY} pending {PAYLOAD} B messages of one mailbox with read_pending (redb: after reopening the file):"
@@ -104,7 +151,7 @@ async fn run() -> Result<(), BoxError> {
     println!();
     println!("| store | batch | time (ms) | messages/s |");
     println!("|---|---:|---:|---:|");
-    let path = dir.path().join("replay.redb");
+    let path = dirs.disk.path().join("replay.redb");
     let redb = Arc::new(RedbStore::open(&path)?);
     fill(redb.as_ref()).await?;
     close(redb).await?;
