@@ -26,8 +26,9 @@ use crate::tables::{
 /// Most writes applied in one transaction: bounds the work (and the wait) of a single commit.
 pub(crate) const MAX_BATCH: usize = 4096;
 
-/// Most `mailboxes` rows the writer keeps in memory between transactions (about 100 bytes each); beyond that it
-/// forgets them all and reads them again as they are used.
+/// Most `mailboxes` rows the writer keeps in memory between transactions (about 100 bytes each), checked after
+/// each commit (so one batch may add up to [`MAX_BATCH`] more); beyond that it forgets them all and reads them
+/// again as they are used.
 const MAX_CACHED_ROWS: usize = 65_536;
 
 /// Where a write's outcome goes once its transaction has committed (or failed).
