@@ -26,19 +26,24 @@
 //! A write (append, ack, attempt record, removal, expiry, stored result) is answered only after the transaction
 //! that holds it is committed with redb's immediate durability, that is, synced to disk: an accepted message
 //! survives a crash or a power cut. One writer thread owns every write and groups them: it takes every write
-//! queued while it was busy (up to 1 024) into one transaction and one fsync, then answers them all. Under load a
+//! queued while it was busy (up to 4 096) into one transaction and one fsync, then answers them all. Under load a
 //! commit covers many messages; a lone write pays one commit and waits for nothing else.
 //!
 //! # Threads
 //!
 //! redb blocks, so it never runs on the async runtime: writes go to the writer thread, reads run on tokio's
 //! blocking pool ([`spawn_blocking`](tokio::task::spawn_blocking)), so the store must be used within a tokio
-//! runtime. Reads see every write that has been answered.
+//! runtime. Reads see every write that has been answered. The writer hands the answers of each commit to one
+//! task on the runtime the store was opened in (if it was opened within one), which wakes the waiting callers
+//! from a worker thread: cheaper than waking each from the writer thread, which meanwhile starts the next
+//! commit.
 //!
 //! # Bounds
 //!
 //! Each mailbox is bounded by the [`MailboxLimit`] of each append; the file as a whole by the disk. At most
 //! 4 096 writes wait for the writer; a caller beyond that waits for room (backpressure, never an unbounded queue).
+//! The writer keeps up to 65 536 mailboxes' counters (next number, pending count and bytes) in memory between
+//! commits, so that a busy mailbox's row is not read again for every batch; beyond that it starts over.
 #![forbid(unsafe_code)]
 
 mod tables;
@@ -58,9 +63,10 @@ use redb::{Database, ReadTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::tables::{
-    Failed, HISTORY, MAILBOXES, PENDING, RESULTS, backend, decode_pending, decode_timed,
+    Failed, HISTORY, MAILBOXES, PENDING, RESULTS, backend, create_tables, decode_pending,
+    decode_timed,
 };
-use crate::writer::{Reply, Tables, Write};
+use crate::writer::{Reply, Write};
 
 /// Writes that may wait for the writer thread before callers wait for room.
 const QUEUE: usize = 4096;
@@ -90,21 +96,25 @@ impl Drop for RedbStore {
 
 impl RedbStore {
     /// Opens the store in the file at `path`, creating it if it does not exist. Blocks while redb opens the file
-    /// (and, after a crash, checks it): call it at startup, or from [`spawn_blocking`](tokio::task::spawn_blocking).
+    /// (and, after a crash, checks it): call it at startup, or from [`spawn_blocking`](tokio::task::spawn_blocking),
+    /// within the runtime that will use the store (its writes are answered from a task on that runtime; opened
+    /// outside any runtime, from the writer thread).
     ///
     /// Fails if the file is not a redb database, is corrupt, or is already open (in this process or another).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let db = Arc::new(Database::create(path).map_err(backend)?);
         // Create every table now, so that reads never meet a missing one.
         let txn = db.begin_write().map_err(backend)?;
-        drop(Tables::open(&txn).map_err(backend)?);
+        create_tables(&txn).map_err(backend)?;
         txn.commit().map_err(backend)?;
 
         let (writes, queue) = mpsc::channel(QUEUE);
         let writer_db = Arc::clone(&db);
+        // The writer answers on this runtime, if there is one (see `writer::Committed`).
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let writer = thread::Builder::new()
             .name("courier-redb-writer".into())
-            .spawn(move || writer::run(writer_db, queue))
+            .spawn(move || writer::run(writer_db, queue, runtime))
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
         Ok(Self {
             db,

@@ -5,6 +5,7 @@
 //! in one transaction, commits once, and only then answers each of them. Under load, one fsync covers many
 //! appends and acks; alone, a write waits for nothing but its own commit.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
@@ -13,16 +14,22 @@ use bytes::Bytes;
 use courier::StoreError;
 use courier::store::{ExpiredMessage, MailboxId, MailboxLimit, NewMessage};
 use courier_delivery::{StoredMessage, Timestamp};
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Key, ReadableTable, Table, WriteTransaction};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::tables::{
-    EXPIRIES, Failed, HISTORY, HISTORY_ENDS, MAILBOXES, PENDING, RESULT_ENDS, RESULTS,
-    decode_pending, decode_timed, encode_pending, encode_timed,
+    ATTEMPTS, EXPIRIES, Failed, HISTORY, HISTORY_ENDS, MAILBOXES, PENDING, RESULT_ENDS, RESULTS,
+    decode_pending, decode_timed, pending_attempts, pending_header, timed_header,
 };
 
 /// Most writes applied in one transaction: bounds the work (and the wait) of a single commit.
-pub(crate) const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 4096;
+
+/// Most `mailboxes` rows the writer keeps in memory between transactions (about 100 bytes each), checked after
+/// each commit (so one batch may add up to [`MAX_BATCH`] more); beyond that it forgets them all and reads them
+/// again as they are used.
+const MAX_CACHED_ROWS: usize = 65_536;
 
 /// Where a write's outcome goes once its transaction has committed (or failed).
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -67,12 +74,15 @@ pub(crate) enum Write {
     },
 }
 
-/// Runs until every sender of `writes` is gone, then returns (dropping its handle on the database).
+/// Runs until every sender of `writes` is gone, then returns (dropping its handle on the database). Answers
+/// go out on `runtime`, if given (see [`Committed`]).
 #[expect(
     clippy::needless_pass_by_value,
     reason = "the thread owns its handle on the database until it exits"
 )]
-pub(crate) fn run(db: Arc<Database>, mut writes: mpsc::Receiver<Write>) {
+pub(crate) fn run(db: Arc<Database>, mut writes: mpsc::Receiver<Write>, runtime: Option<Handle>) {
+    let mut rows = Rows::default();
+    let mut scratch = Vec::new();
     while let Some(first) = writes.blocking_recv() {
         let mut batch = Vec::with_capacity(MAX_BATCH.min(writes.len() + 1));
         batch.push(first);
@@ -81,7 +91,7 @@ pub(crate) fn run(db: Arc<Database>, mut writes: mpsc::Receiver<Write>) {
         {
             batch.push(write);
         }
-        commit(&db, batch);
+        commit(&db, &mut rows, &mut scratch, batch, runtime.as_ref());
     }
 }
 
@@ -124,13 +134,19 @@ fn settle<T: Send + 'static>(
 
 /// Applies `batch` in one transaction, commits, and answers every write in it. If anything fails, nothing of
 /// the batch is written and every write in it gets the error.
-fn commit(db: &Database, batch: Vec<Write>) {
+fn commit(
+    db: &Database,
+    rows: &mut Rows,
+    scratch: &mut Vec<u8>,
+    batch: Vec<Write>,
+    runtime: Option<&Handle>,
+) {
     let mut answers = Vec::with_capacity(batch.len());
     let mut writes = batch.into_iter();
     let outcome = (|| {
         let txn = db.begin_write().map_err(boxed)?;
         {
-            let mut tables = Tables::open(&txn).map_err(boxed)?;
+            let mut tables = Tables::open(&txn, rows, scratch).map_err(boxed)?;
             for write in writes.by_ref() {
                 let (answer, failed) = tables.apply(write);
                 answers.push(answer);
@@ -144,11 +160,15 @@ fn commit(db: &Database, batch: Vec<Write>) {
     })();
     match outcome {
         Ok(()) => {
-            for answer in answers {
-                answer(Ok(()));
+            let committed = Committed(answers);
+            match runtime {
+                Some(runtime) => drop(runtime.spawn(async move { committed.send() })),
+                None => committed.send(),
             }
         }
         Err(error) => {
+            // The cached rows may hold changes that were never committed.
+            rows.forget();
             let error = Arc::from(error);
             for answer in answers {
                 answer(Err(&error));
@@ -157,6 +177,32 @@ fn commit(db: &Database, batch: Vec<Write>) {
                 write.fail(&error);
             }
         }
+    }
+}
+
+/// The answers of a committed batch.
+///
+/// They are sent from a task on the runtime the store was opened in, when there is one: waking hundreds of
+/// tasks from the writer thread costs it a cross-thread wake-up (a system call) for many of them, while a
+/// task sends them all from a worker, and the writer goes on to the next batch at once. If the runtime drops
+/// the task unsent (it is shutting down), dropping sends them: a committed write is always answered.
+struct Committed(Vec<Answer>);
+
+impl Committed {
+    fn send(mut self) {
+        self.send_all();
+    }
+
+    fn send_all(&mut self) {
+        for answer in self.0.drain(..) {
+            answer(Ok(()));
+        }
+    }
+}
+
+impl Drop for Committed {
+    fn drop(&mut self) {
+        self.send_all();
     }
 }
 
@@ -173,27 +219,92 @@ impl Write {
     }
 }
 
-/// Every table, opened once per transaction.
-pub(crate) struct Tables<'txn> {
-    mailboxes: Table<'txn, &'static [u8], (u64, u64, u64)>,
-    pending: Table<'txn, (&'static [u8], u64), &'static [u8]>,
-    expiries: Table<'txn, (u64, &'static [u8], u64), ()>,
-    history: Table<'txn, (&'static [u8], u64), &'static [u8]>,
-    history_ends: Table<'txn, (u64, &'static [u8], u64), ()>,
-    results: Table<'txn, (&'static [u8], &'static [u8]), &'static [u8]>,
-    result_ends: Table<'txn, (u64, &'static [u8], &'static [u8]), ()>,
-    /// The `mailboxes` rows this transaction read, changed in place and written back once by
-    /// [`flush_mailboxes`](Self::flush_mailboxes): a busy mailbox costs one read and one write per commit, not
-    /// two per message.
-    rows: HashMap<Vec<u8>, MailboxRow>,
-}
-
 /// A `mailboxes` row: (next sequence number, pending messages, pending payload bytes).
 type MailboxRow = (u64, u64, u64);
 
-impl<'txn> Tables<'txn> {
+/// The `mailboxes` rows the writer has read, kept between transactions: only the writer changes them, so a row
+/// read once stays right as long as every transaction that changed it committed. A row used by a transaction
+/// is written back once, at its end: a busy mailbox costs one write per commit, not two per message, and no
+/// read at all while it stays cached.
+#[derive(Default)]
+pub(crate) struct Rows {
+    cached: HashMap<MailboxId, CachedRow>,
+    /// The rows the transaction under way has used, to write back.
+    used: Vec<MailboxId>,
+}
+
+struct CachedRow {
+    row: MailboxRow,
+    /// Whether it is in [`Rows::used`].
+    used: bool,
+}
+
+impl Rows {
+    /// The row of `mailbox`, read from `table` unless cached; a new mailbox starts at number 1.
+    fn get(
+        &mut self,
+        table: &Table<'_, &'static [u8], MailboxRow>,
+        mailbox: &MailboxId,
+    ) -> Result<&mut MailboxRow, Failed> {
+        let cached = match self.cached.entry(mailbox.clone()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let stored = table.get(mailbox.as_key().as_bytes())?;
+                let row = stored.map_or((1, 0, 0), |row| row.value());
+                entry.insert(CachedRow { row, used: false })
+            }
+        };
+        if !cached.used {
+            cached.used = true;
+            self.used.push(mailbox.clone());
+        }
+        Ok(&mut cached.row)
+    }
+
+    /// Writes the rows this transaction used to `table`, and bounds the cache for the next one.
+    fn flush(
+        &mut self,
+        table: &mut Table<'_, &'static [u8], MailboxRow>,
+    ) -> Result<(), redb::StorageError> {
+        for mailbox in self.used.drain(..) {
+            let cached = self.cached.get_mut(&mailbox).expect("a used row is cached");
+            cached.used = false;
+            table.insert(mailbox.as_key().as_bytes(), cached.row)?;
+        }
+        if self.cached.len() > MAX_CACHED_ROWS {
+            self.cached.clear();
+        }
+        Ok(())
+    }
+
+    /// Forgets every row, after a transaction that did not commit.
+    fn forget(&mut self) {
+        self.cached.clear();
+        self.used.clear();
+    }
+}
+
+/// Every table, opened once per transaction.
+pub(crate) struct Tables<'a> {
+    mailboxes: Table<'a, &'static [u8], MailboxRow>,
+    pending: Table<'a, (&'static [u8], u64), &'static [u8]>,
+    expiries: Table<'a, (u64, &'static [u8], u64), ()>,
+    history: Table<'a, (&'static [u8], u64), &'static [u8]>,
+    history_ends: Table<'a, (u64, &'static [u8], u64), ()>,
+    results: Table<'a, (&'static [u8], &'static [u8]), &'static [u8]>,
+    result_ends: Table<'a, (u64, &'static [u8], &'static [u8]), ()>,
+    rows: &'a mut Rows,
+    /// A buffer reused to rewrite a pending record.
+    scratch: &'a mut Vec<u8>,
+}
+
+impl<'a> Tables<'a> {
     /// Opens (creating them if needed) every table.
-    pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
+    fn open(
+        txn: &'a WriteTransaction,
+        rows: &'a mut Rows,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<Self, redb::TableError> {
         Ok(Self {
             mailboxes: txn.open_table(MAILBOXES)?,
             pending: txn.open_table(PENDING)?,
@@ -202,27 +313,19 @@ impl<'txn> Tables<'txn> {
             history_ends: txn.open_table(HISTORY_ENDS)?,
             results: txn.open_table(RESULTS)?,
             result_ends: txn.open_table(RESULT_ENDS)?,
-            rows: HashMap::new(),
+            rows,
+            scratch,
         })
     }
 
-    /// The row of mailbox `key`, read once per transaction; a new mailbox starts at number 1.
-    fn row(&mut self, key: &[u8]) -> Result<&mut MailboxRow, Failed> {
-        Ok(match self.rows.entry(key.to_vec()) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let stored = self.mailboxes.get(key)?.map(|row| row.value());
-                entry.insert(stored.unwrap_or((1, 0, 0)))
-            }
-        })
+    /// The row of `mailbox` (see [`Rows`]).
+    fn row(&mut self, mailbox: &MailboxId) -> Result<&mut MailboxRow, Failed> {
+        self.rows.get(&self.mailboxes, mailbox)
     }
 
-    /// Writes back the mailbox rows this transaction changed (and the few it only read).
+    /// Writes back the mailbox rows this transaction used.
     fn flush_mailboxes(&mut self) -> Result<(), redb::StorageError> {
-        for (key, row) in self.rows.drain() {
-            self.mailboxes.insert(key.as_slice(), row)?;
-        }
-        Ok(())
+        self.rows.flush(&mut self.mailboxes)
     }
 
     /// Applies one write. A refusal (a full mailbox, a corrupt record) is the write's own answer; a redb error
@@ -278,7 +381,7 @@ impl<'txn> Tables<'txn> {
     ) -> Result<u64, Failed> {
         let key = mailbox.as_key().as_bytes();
         let len = message.payload.len();
-        let row = self.row(key)?;
+        let row = self.row(mailbox)?;
         let (seq, count, bytes) = *row;
         let fits = usize::try_from(count)
             .ok()
@@ -297,8 +400,12 @@ impl<'txn> Tables<'txn> {
             expires_at: message.expires_at,
             attempts: 0,
         };
-        self.pending
-            .insert((key, seq), encode_pending(&stored).as_slice())?;
+        insert_record(
+            &mut self.pending,
+            (key, seq),
+            &pending_header(&stored),
+            &stored.payload,
+        )?;
         if stored.expires_at != Timestamp::MAX {
             self.expiries
                 .insert((stored.expires_at.as_millis(), key, seq), ())?;
@@ -306,29 +413,26 @@ impl<'txn> Tables<'txn> {
         Ok(seq)
     }
 
-    /// Reads pending message `seq`, if there is one.
-    fn pending(&self, mailbox: &MailboxId, seq: u64) -> Result<Option<StoredMessage>, Failed> {
-        match self.pending.get((mailbox.as_key().as_bytes(), seq))? {
-            Some(row) => Ok(Some(decode_pending(seq, row.value())?)),
-            None => Ok(None),
-        }
-    }
-
+    /// Rewrites the attempt count of pending message `seq` in its record, if the count grows.
     fn record_attempt(
         &mut self,
         mailbox: &MailboxId,
         seq: u64,
         attempts: u32,
     ) -> Result<(), Failed> {
-        if let Some(mut message) = self.pending(mailbox, seq)?
-            && message.attempts < attempts
-        {
-            message.attempts = attempts;
-            self.pending.insert(
-                (mailbox.as_key().as_bytes(), seq),
-                encode_pending(&message).as_slice(),
-            )?;
+        let id = (mailbox.as_key().as_bytes(), seq);
+        let Some(stored) = self.pending.get(id)? else {
+            return Ok(());
+        };
+        let record = stored.value();
+        if pending_attempts(seq, record)? >= attempts {
+            return Ok(());
         }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(record);
+        drop(stored);
+        self.scratch[ATTEMPTS].copy_from_slice(&attempts.to_le_bytes());
+        self.pending.insert(id, self.scratch.as_slice())?;
         Ok(())
     }
 
@@ -350,7 +454,7 @@ impl<'txn> Tables<'txn> {
             self.expiries
                 .remove((message.expires_at.as_millis(), key, seq))?;
         }
-        let row = self.row(key)?;
+        let row = self.row(mailbox)?;
         // The row's next number is above `seq` unless the file was damaged; keep it so regardless.
         row.0 = row.0.max(seq + 1);
         row.1 = row.1.saturating_sub(1);
@@ -369,8 +473,12 @@ impl<'txn> Tables<'txn> {
         };
         if let Some(until) = keep_until {
             let key = mailbox.as_key().as_bytes();
-            self.history
-                .insert((key, seq), encode_timed(until, &message.payload).as_slice())?;
+            insert_record(
+                &mut self.history,
+                (key, seq),
+                &timed_header(until),
+                &message.payload,
+            )?;
             self.history_ends
                 .insert((until.as_millis(), key, seq), ())?;
         }
@@ -431,12 +539,27 @@ impl<'txn> Tables<'txn> {
             }
             self.result_ends.remove((until.as_millis(), id.0, id.1))?;
         }
-        self.results
-            .insert(id, encode_timed(expires_at, &result).as_slice())?;
+        insert_record(&mut self.results, id, &timed_header(expires_at), &result)?;
         self.result_ends
             .insert((expires_at.as_millis(), id.0, id.1), ())?;
         Ok(result)
     }
+}
+
+/// Inserts the record `header` then `body` under `key`, written straight into the table's page (no buffer).
+fn insert_record<'k, K: Key + 'static>(
+    table: &mut Table<'_, K, &'static [u8]>,
+    key: impl Borrow<K::SelfType<'k>>,
+    header: &[u8],
+    body: &[u8],
+) -> Result<(), Failed> {
+    let len = header.len() + body.len();
+    let reserved = u32::try_from(len).map_err(|_| redb::StorageError::ValueTooLarge(len))?;
+    let mut value = table.insert_reserve(key, reserved)?;
+    let (head, tail) = value.as_mut().split_at_mut(header.len());
+    head.copy_from_slice(header);
+    tail.copy_from_slice(body);
+    Ok(())
 }
 
 /// The first `max` entries of a time index that are due at `now`: (time, mailbox key, seq).

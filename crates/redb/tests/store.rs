@@ -107,3 +107,28 @@ async fn a_file_open_elsewhere_is_refused() {
     assert!(RedbStore::open(dir.path().join("courier.redb")).is_err());
     store.close().await;
 }
+
+#[test]
+fn writes_are_answered_after_the_runtime_that_opened_the_store_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let opener = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store =
+        opener.block_on(async { RedbStore::open(dir.path().join("courier.redb")).unwrap() });
+    drop(opener);
+
+    let user = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    user.block_on(async {
+        let mailbox = MailboxId::user("alice");
+        let message = NewMessage::new(Bytes::from_static(b"hi"), Timestamp::from_millis(1));
+        let seq = store
+            .append(&mailbox, message, MailboxLimit::default())
+            .await
+            .unwrap();
+        assert!(store.ack(&mailbox, seq, None).await.unwrap());
+        store.close().await;
+    });
+}
