@@ -64,7 +64,6 @@ pub(crate) async fn run(data: &Path, transcript: &Transcript) -> Result<(), Erro
     bob.stop().await;
     server.offline("bob").await?;
     let id = send(&alice, &alice_voice, "bob", "still there?").await?;
-    server_voice.say("shutting down");
     server.stop().await?;
     if let Some(error) = alice.closed().await {
         alice_voice.say(format_args!("lost the connection: {error}"));

@@ -58,15 +58,11 @@ impl Server {
                 let _ = stopped_tx.send(run(&path, &thread_voice, listening_tx, stop_rx));
             })?;
         let Ok(listening) = listening.await else {
-            // The thread failed before it listened: its error says why.
-            return Err(stopped.await.map_or_else(
-                |_| "the server thread died".into(),
-                |result| {
-                    result
-                        .err()
-                        .unwrap_or_else(|| "the server stopped at once".into())
-                },
-            ));
+            // The thread ended before it listened: its error says why.
+            return Err(match stopped.await {
+                Ok(Err(error)) => error,
+                _ => "the server ended before it listened".into(),
+            });
         };
         voice.say(format_args!("listening on {}", listening.url));
         Ok(Self {
@@ -108,6 +104,7 @@ impl Server {
     /// Closes every connection (with a Close message), stops serving, ends the server's runtime and closes the
     /// store.
     pub(crate) async fn stop(self) -> Result<(), Error> {
+        self.voice.say("shutting down");
         drop(self.hub);
         let _ = self.stop.send(());
         let store = self.stopped.await.map_err(|_| "the server thread died")??;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::server::Server;
 use crate::transcript::Transcript;
 use crate::{TIMEOUT, data_dir, play};
 
@@ -121,6 +122,23 @@ async fn a_scene_that_runs_out_of_time_says_where_it_stopped() {
         error.starts_with("the scene did not complete within 1ms; the last line was: "),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_server_whose_store_cannot_be_opened_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(crate::scene::STORE_FILE);
+    let taken = courier_redb::RedbStore::open(&path).unwrap();
+    let error = Server::start(&path, &Transcript::default().voice("server"))
+        .await
+        .err()
+        .expect("the store is already open")
+        .to_string();
+    assert!(
+        error.starts_with(&format!("cannot open the store {}: ", path.display())),
+        "{error}"
+    );
+    taken.close().await;
 }
 
 #[test]
