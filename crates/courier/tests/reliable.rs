@@ -327,3 +327,151 @@ async fn a_hello_widens_the_window_of_a_strictly_ordered_mailbox() {
     let fifth = next_delivery(&mut bob, "Deliver").await;
     assert_eq!(header(&fifth, "courier-seq"), "5");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_with_an_idempotency_key_runs_once_and_repeats_get_the_stored_outcome() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let runs = Arc::new(AtomicU32::new(0));
+    let hub = Hub::builder()
+        .store(MemoryStore::new())
+        .options(courier::server::HubOptions::default().maximum_parallel_invocations_per_client(4))
+        .method("Charge", {
+            let runs = runs.clone();
+            move |_ctx: Context, (amount,): (i64,)| {
+                let runs = runs.clone();
+                async move {
+                    let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if amount < 0 {
+                        return Err(HubError::new("negative amount"));
+                    }
+                    Ok::<_, HubError>(format!("charge #{n} of {amount}"))
+                }
+            }
+        })
+        .build();
+    let keyed = |protocol, id: &str, key: &str, amount: i64| {
+        let HubMessage::Invocation(mut call) =
+            invocation(protocol, Some(id), "Charge", &[json!(amount)])
+        else {
+            unreachable!()
+        };
+        call.headers.insert("courier-idempotency-key", key);
+        HubMessage::Invocation(call)
+    };
+    let mut alice = connect_as(&hub, "alice", Protocol::Json).await;
+    // Two arrivals of one call at once (a resend racing the first), then a later repeat over MessagePack.
+    alice.send(keyed(Protocol::Json, "1", "k1", 5)).await;
+    alice.send(keyed(Protocol::Json, "2", "k1", 5)).await;
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let HubMessage::Completion(completion) = alice.recv().await else {
+            panic!("a completion")
+        };
+        answers.push(common::result::<String>(&completion));
+    }
+    assert_eq!(answers, ["charge #1 of 5", "charge #1 of 5"]);
+    let mut again = connect_as(&hub, "alice", Protocol::MessagePack).await;
+    again.send(keyed(Protocol::MessagePack, "1", "k1", 5)).await;
+    let HubMessage::Completion(completion) = again.recv().await else {
+        panic!("a completion")
+    };
+    assert_eq!(common::result::<String>(&completion), "charge #1 of 5");
+    // An error is an outcome too; another key runs again; no key runs every time.
+    again
+        .send(keyed(Protocol::MessagePack, "2", "k2", -1))
+        .await;
+    again
+        .send(keyed(Protocol::MessagePack, "3", "k2", -1))
+        .await;
+    for _ in 0..2 {
+        let HubMessage::Completion(completion) = again.recv().await else {
+            panic!("a completion")
+        };
+        assert_eq!(
+            common::error(&completion),
+            "An unexpected error occurred invoking 'Charge' on the server. HubException: negative amount"
+        );
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let _: String = again.call_ok("4", "Charge", &[json!(1)]).await;
+    let _: String = again.call_ok("5", "Charge", &[json!(1)]).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    // Keys are per identity: bob's k1 is his own.
+    let mut bob = connect_as(&hub, "bob", Protocol::Json).await;
+    bob.send(keyed(Protocol::Json, "1", "k1", 7)).await;
+    let HubMessage::Completion(completion) = bob.recv().await else {
+        panic!("a completion")
+    };
+    assert_eq!(common::result::<String>(&completion), "charge #5 of 7");
+}
+
+#[test]
+fn deliveries_are_counted_in_metrics() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let hub = hub_on(MemoryStore::new(), deliver_policy());
+            let mut bob = connect_as(&hub, "bob", Protocol::Json).await;
+            let sent = hub
+                .context()
+                .reliable()
+                .user("bob")
+                .send("Deliver", ("hi",))
+                .await
+                .unwrap();
+            let first = next_delivery(&mut bob, "Deliver").await;
+            bob.send(completion_error(
+                first.invocation_id.as_deref().unwrap(),
+                "not yet",
+            ))
+            .await;
+            let second = next_delivery(&mut bob, "Deliver").await;
+            ack(&mut bob, &second).await;
+            assert!(matches!(
+                sent.outcome().await,
+                Some(Outcome::Delivered { attempts: 2, .. })
+            ));
+        });
+    });
+    let values: std::collections::HashMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            (format!("{}{:?}", key.name(), labels), value)
+        })
+        .collect();
+    let counter = |name: &str| match values.get(name) {
+        Some(DebugValue::Counter(n)) => *n,
+        other => panic!("{name}: {other:?} in {values:?}"),
+    };
+    assert_eq!(counter("courier_reliable_accepted_total[]"), 1);
+    assert_eq!(counter("courier_reliable_attempts_total[]"), 2);
+    assert_eq!(counter("courier_reliable_retries_total[]"), 1);
+    assert_eq!(
+        counter("courier_reliable_outcomes_total[\"outcome=delivered\"]"),
+        1
+    );
+    assert!(
+        matches!(values.get("courier_reliable_pending[]"), Some(DebugValue::Gauge(g)) if g.into_inner() == 0.0)
+    );
+    assert!(
+        matches!(values.get("courier_reliable_delivery_seconds[]"), Some(DebugValue::Histogram(h)) if h.len() == 1)
+    );
+}

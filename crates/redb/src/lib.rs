@@ -67,13 +67,25 @@ const QUEUE: usize = 4096;
 
 /// A [`Store`] in a redb file. See the [crate documentation](crate) for its durability, threads and bounds.
 ///
-/// Dropping it stops the writer once the writes already queued are committed; [`close`](Self::close) also
-/// waits for that.
+/// Dropping it commits the writes already queued, stops the writer thread and waits for it (briefly blocking the
+/// dropping thread), so that the file can be opened again at once; [`close`](Self::close) does the same without
+/// blocking an async task.
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
     writes: mpsc::Sender<Write>,
     writer: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            // The writer exits once every sender is gone and the queue is drained.
+            let (closed, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut self.writes, closed));
+            let _ = writer.join();
+        }
+    }
 }
 
 impl RedbStore {

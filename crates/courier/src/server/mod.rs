@@ -229,15 +229,19 @@ impl Hub {
         } else {
             (None, None)
         };
-        tokio::spawn(connection::run(connection::Setup {
-            hub: self.inner.clone(),
-            id: id.clone(),
-            identity,
-            transport: Box::new(transport),
-            stateful_granted: options.stateful_reconnect,
-            reattach: reattach_rx,
-            ended: ended_tx,
-        }));
+        let span = tracing::info_span!("connection", id = %id);
+        tokio::spawn(tracing::Instrument::instrument(
+            connection::run(connection::Setup {
+                hub: self.inner.clone(),
+                id: id.clone(),
+                identity,
+                transport: Box::new(transport),
+                stateful_granted: options.stateful_reconnect,
+                reattach: reattach_rx,
+                ended: ended_tx,
+            }),
+            span,
+        ));
         Ok(ConnectionHandle {
             id,
             reattach: reattach_tx,
@@ -247,7 +251,9 @@ impl Hub {
 
     /// Graceful shutdown: accepts no more connections, tells every connection to finish its running invocations
     /// and close with a Close message (`allowReconnect`, so clients may reconnect elsewhere), and waits for them
-    /// up to `deadline`. Connections still running then are aborted. Returns whether all ended in time.
+    /// up to `deadline`. Connections still running then are aborted. Then the mailbox tasks end (what they hold is
+    /// in the store; reliable sends fail from now on), so that once the last handle on the hub is dropped the
+    /// store is released. Returns whether all connections ended in time.
     pub async fn shutdown(&self, deadline: Duration) -> bool {
         self.inner.registry.begin_shutdown();
         let graceful = tokio::time::timeout(deadline, self.inner.registry.wait_empty())
@@ -256,6 +262,9 @@ impl Hub {
         if !graceful {
             self.inner.registry.abort_all();
             self.inner.registry.wait_empty().await;
+        }
+        if let Some(mailboxes) = &self.inner.mailboxes {
+            mailboxes.shutdown().await;
         }
         graceful
     }

@@ -198,6 +198,9 @@ pub struct ReliableOptions {
     /// How many dead letters [`dead_letters`](crate::server::HubContext::dead_letters) subscribers may fall
     /// behind before they skip the oldest (they read `Lagged`). Default 1,024.
     pub dead_letter_capacity: usize,
+    /// How long the outcome of a call with an idempotency key is kept, to answer repeats of it without running
+    /// the method again. Default 24 h.
+    pub result_retention: Duration,
 }
 
 impl Default for ReliableOptions {
@@ -207,6 +210,7 @@ impl Default for ReliableOptions {
             receipt_method: "Receipt".into(),
             expiry_sweep_interval: Duration::from_secs(1),
             dead_letter_capacity: 1024,
+            result_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -230,6 +234,13 @@ impl ReliableOptions {
     #[must_use]
     pub fn expiry_sweep_interval(mut self, interval: Duration) -> Self {
         self.expiry_sweep_interval = interval;
+        self
+    }
+
+    /// Sets [`result_retention`](Self::result_retention).
+    #[must_use]
+    pub fn result_retention(mut self, retention: Duration) -> Self {
+        self.result_retention = retention;
         self
     }
 

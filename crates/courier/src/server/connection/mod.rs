@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use self::link::Held;
 use crate::link::Link;
 use crate::server::context::ConnectionInfo;
+use crate::server::mailbox::KEY_HEADER;
 use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
 use crate::server::registry::{ClientInvocation, Entry, Outbound, Stop};
 use crate::server::{
@@ -496,11 +497,11 @@ impl Connection {
             return;
         }
         let Invocation {
+            headers,
             invocation_id: id,
             target,
             arguments,
             stream_ids,
-            ..
         } = invocation;
         let handler = match self.hub.method(&target) {
             None => return self.fail(id, unknown_method(&target)),
@@ -517,10 +518,13 @@ impl Connection {
             stream_ids,
             self.hub.options.stream_buffer_capacity,
         );
-        let call = match handler(self.ctx.clone(), &mut binder) {
+        let mut call = match handler(self.ctx.clone(), &mut binder) {
             Ok(call) => call,
             Err(error) => return self.fail(id, self.bind_error_text(&target, error)),
         };
+        if let (Some(mailboxes), Some(key)) = (&self.hub.mailboxes, headers.get(KEY_HEADER)) {
+            call = mailboxes.run_once(self.ctx.identity(), self.ctx.protocol(), key, call);
+        }
         self.uploads.extend(binder.into_streams());
         self.running += 1;
         self.limited += usize::from(limited);

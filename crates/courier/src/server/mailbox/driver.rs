@@ -13,9 +13,10 @@ use courier_delivery::{Event, Message, Nack, Ordering, Outbox, Outgoing, Timesta
 use courier_protocol::{Headers, Payload, Protocol};
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::envelope::Envelope;
+use super::telemetry::{self, Gauges};
 use super::{Mailboxes, Request, seed};
 use crate::server::registry::{ClientInvocation, Outbound};
 use crate::server::reliable::{MessageId, Outcome, Sent};
@@ -88,12 +89,14 @@ struct Driver {
     current: Option<usize>,
     tracked: HashMap<u64, Tracked>,
     answers: FuturesUnordered<Pending>,
+    gauges: Gauges,
 }
 
 pub(crate) async fn run(
     mailboxes: Arc<Mailboxes>,
     mailbox: MailboxId,
     mut commands: mpsc::Receiver<Command>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let Some(hub) = mailboxes.hub.upgrade() else {
         return;
@@ -103,7 +106,7 @@ pub(crate) async fn run(
         Err(error) => {
             tracing::error!(%mailbox, %error, "cannot load the mailbox");
             // Unload, and tell everyone who waits; the next command loads it again.
-            mailboxes.lock().remove(&mailbox);
+            mailboxes.remove(&mailbox);
             commands.close();
             while let Some(command) = commands.recv().await {
                 match command {
@@ -119,7 +122,10 @@ pub(crate) async fn run(
             return;
         }
     };
-    driver.run(&mut commands).await;
+    tokio::select! {
+        () = driver.run(&mut commands) => {}
+        _ = stopping.wait_for(|stopping| *stopping) => mailboxes.remove(&mailbox),
+    }
 }
 
 impl Driver {
@@ -172,6 +178,7 @@ impl Driver {
             current: None,
             tracked,
             answers: FuturesUnordered::new(),
+            gauges: Gauges::default(),
         };
         // Connections that came up before this task was registered; later ones are announced by command.
         for id in driver
@@ -187,6 +194,7 @@ impl Driver {
     async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) {
         loop {
             self.flush().await;
+            self.gauges.update(&self.outbox);
             if self.outbox.is_empty() && self.mailboxes.unload(&self.mailbox, commands) {
                 return;
             }
@@ -303,6 +311,7 @@ impl Driver {
                     tracing::error!(mailbox = %self.mailbox, seq, ?outcome, "mailbox out of step with the store");
                 }
             }
+            telemetry::accepted();
             let (outcome_tx, outcome) = oneshot::channel();
             self.tracked.insert(
                 seq,
@@ -378,6 +387,7 @@ impl Driver {
                 Event::Conflated { .. } => (Outcome::Conflated, None),
                 _ => continue,
             };
+            telemetry::settled(&outcome);
             let tracked = self.tracked.remove(&seq);
             // The stored envelope when the event carries it (dead letters need the arguments), else what was
             // tracked (enough for a receipt).
@@ -454,6 +464,10 @@ impl Driver {
             reply,
         }));
         let connection = link.id.clone();
+        if out.attempt > 0 {
+            telemetry::attempt(out.attempt);
+        }
+        tracing::debug!(mailbox = %self.mailbox, seq = out.seq, attempt = out.attempt, %connection, "delivery attempt");
         let queued = match link.outbound.try_send(invocation) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,

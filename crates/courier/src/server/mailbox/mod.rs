@@ -11,6 +11,10 @@
 
 mod driver;
 pub(crate) mod envelope;
+mod idempotency;
+mod telemetry;
+
+pub(crate) use idempotency::KEY_HEADER;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -20,7 +24,7 @@ use std::time::Duration;
 use courier_delivery::{Policy, Timestamp};
 use courier_protocol::Protocol;
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use self::driver::Command;
 use self::envelope::Envelope;
@@ -145,6 +149,11 @@ pub(crate) struct Mailboxes {
     hub: Weak<HubInner>,
     clock: OnceLock<Clock>,
     sweeping: OnceLock<()>,
+    running: idempotency::Running,
+    /// Set by [`shutdown`](Self::shutdown): mailbox tasks end, and no new one starts.
+    stopping: watch::Sender<bool>,
+    /// Signalled whenever a mailbox task unloads.
+    unloaded: Notify,
 }
 
 impl std::fmt::Debug for Mailboxes {
@@ -172,6 +181,9 @@ impl Mailboxes {
             hub,
             clock: OnceLock::new(),
             sweeping: OnceLock::new(),
+            running: idempotency::Running::default(),
+            stopping: watch::Sender::new(false),
+            unloaded: Notify::new(),
         }
     }
 
@@ -223,20 +235,32 @@ impl Mailboxes {
             .chain(identity.client_id().map(MailboxId::client))
     }
 
-    /// The running task of `mailbox`, started if need be.
-    fn driver(self: &Arc<Self>, mailbox: &MailboxId) -> mpsc::Sender<Command> {
+    /// The running task of `mailbox`, started if need be; `None` once the hub is shutting down.
+    fn driver(self: &Arc<Self>, mailbox: &MailboxId) -> Option<mpsc::Sender<Command>> {
+        if *self.stopping.borrow() {
+            return None;
+        }
         self.start_sweeper();
         let mut drivers = self.lock();
         if let Some(driver) = drivers.get(mailbox)
             && !driver.is_closed()
         {
-            return driver.clone();
+            return Some(driver.clone());
         }
         let (sender, commands) = mpsc::channel(COMMAND_QUEUE);
         drivers.insert(mailbox.clone(), sender.clone());
         drop(drivers);
-        tokio::spawn(driver::run(self.clone(), mailbox.clone(), commands));
-        sender
+        let span = tracing::debug_span!("mailbox", key = %mailbox);
+        tokio::spawn(tracing::Instrument::instrument(
+            driver::run(
+                self.clone(),
+                mailbox.clone(),
+                commands,
+                self.stopping.subscribe(),
+            ),
+            span,
+        ));
+        Some(sender)
     }
 
     /// Called by a mailbox task that found itself idle: it unloads unless a command came meanwhile.
@@ -246,15 +270,43 @@ impl Mailboxes {
             return false;
         }
         drivers.remove(mailbox);
+        drop(drivers);
         commands.close();
+        self.unloaded.notify_waiters();
         true
     }
 
-    /// Sends a command to `mailbox`'s task, loading it if need be (again, if it unloaded meanwhile).
-    async fn command(self: &Arc<Self>, mailbox: &MailboxId, mut command: Command) {
+    /// Called by a mailbox task that ends for another reason (shutdown, a failed load).
+    fn remove(&self, mailbox: &MailboxId) {
+        self.lock().remove(mailbox);
+        self.unloaded.notify_waiters();
+    }
+
+    /// Ends every mailbox task and waits for them (their state is in the store). Sends fail from now on.
+    pub(crate) async fn shutdown(&self) {
+        self.stopping.send_replace(true);
         loop {
-            match self.driver(mailbox).send(command).await {
-                Ok(()) => return,
+            let unloaded = self.unloaded.notified();
+            if self.lock().is_empty() {
+                return;
+            }
+            unloaded.await;
+        }
+    }
+
+    /// Sends a command to `mailbox`'s task, loading it if need be (again, if it unloaded meanwhile). Gives the
+    /// command back once the hub is shutting down.
+    async fn command(
+        self: &Arc<Self>,
+        mailbox: &MailboxId,
+        mut command: Command,
+    ) -> Result<(), Command> {
+        loop {
+            let Some(driver) = self.driver(mailbox) else {
+                return Err(command);
+            };
+            match driver.send(command).await {
+                Ok(()) => return Ok(()),
                 Err(mpsc::error::SendError(back)) => command = back,
             }
         }
@@ -280,7 +332,8 @@ impl Mailboxes {
         let mailbox = self.mailbox_for(identity, &request.method);
         let (reply, accepted) = oneshot::channel();
         self.command(&mailbox, Command::Send { request, reply })
-            .await;
+            .await
+            .map_err(|_| ReliableSendError::ShuttingDown)?;
         accepted
             .await
             .unwrap_or(Err(ReliableSendError::ShuttingDown))
@@ -293,7 +346,9 @@ impl Mailboxes {
         let mut total = 0;
         for mailbox in self.mailboxes_of(identity) {
             let (reply, count) = oneshot::channel();
-            self.command(&mailbox, Command::Pending(reply)).await;
+            self.command(&mailbox, Command::Pending(reply))
+                .await
+                .map_err(|_| ReliableSendError::ShuttingDown)?;
             total += count.await.map_err(|_| ReliableSendError::ShuttingDown)??;
         }
         Ok(total)
@@ -362,7 +417,8 @@ impl Mailboxes {
                     resume,
                 };
                 if resume.is_some() {
-                    self.command(&mailbox, command).await;
+                    // Refused only while shutting down, when nothing is delivered anyway.
+                    let _ = self.command(&mailbox, command).await;
                 } else {
                     self.notify_loaded(&mailbox, command);
                 }
