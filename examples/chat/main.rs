@@ -16,7 +16,6 @@ mod hub;
 mod message;
 mod scene;
 mod server;
-mod shared_store;
 mod transcript;
 
 use std::path::{Path, PathBuf};

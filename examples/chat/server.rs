@@ -1,13 +1,14 @@
 //! The server: the chat hub on the redb store, served over negotiate + WebSockets on a loopback port.
 //!
-//! Each server runs on a thread and tokio runtime of its own, as it would in a process of its own: stopping it
-//! ends the runtime, and with it every task the hub left behind. That matters here because the hub's mailbox
-//! tasks (a mailbox with messages waiting stays loaded) outlive [`Hub::shutdown`] and hold the store: only when
-//! they are gone can the store be closed and its file opened again by the next server.
+//! Each server runs on a thread and tokio runtime of its own, as it would in a process of its own, so that a
+//! restart can reopen the store file at once. The hub owns its store and releases it when its last handle goes;
+//! after [`Hub::shutdown`] the last handles are in tasks that are still finishing (a WebSocket's, a mailbox's),
+//! and releasing the store (its drop commits, syncs and closes the file) then happens in one of them, a moment
+//! later. Stopping the server ends its runtime, which drops every task it started: when [`Server::stop`]
+//! returns, the store is closed.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use courier::server::Hub;
@@ -19,7 +20,6 @@ use tokio::sync::{oneshot, watch};
 
 use crate::Error;
 use crate::hub::{self, Presence};
-use crate::shared_store::SharedStore;
 use crate::transcript::Voice;
 
 /// How long connections get to finish what they are doing when the server stops.
@@ -32,7 +32,7 @@ pub(crate) struct Server {
     runtime: Handle,
     presence: watch::Receiver<Presence>,
     stop: oneshot::Sender<()>,
-    stopped: oneshot::Receiver<Result<RedbStore, Error>>,
+    stopped: oneshot::Receiver<Result<(), Error>>,
     voice: Voice,
 }
 
@@ -101,44 +101,40 @@ impl Server {
         Ok(())
     }
 
-    /// Closes every connection (with a Close message), stops serving, ends the server's runtime and closes the
-    /// store.
+    /// Closes every connection (with a Close message), stops serving, and ends the server's runtime, which closes
+    /// the store.
     pub(crate) async fn stop(self) -> Result<(), Error> {
         self.voice.say("shutting down");
+        // This handle too holds the store: it goes first, so that the store is closed on the server's thread.
         drop(self.hub);
         let _ = self.stop.send(());
-        let store = self.stopped.await.map_err(|_| "the server thread died")??;
-        store.close().await;
+        self.stopped.await.map_err(|_| "the server thread died")??;
         self.voice.say("stopped; the store is closed");
         Ok(())
     }
 }
 
-/// The server thread: serves until told to stop, then returns the store for closing.
+/// The server thread: serves until told to stop, then ends the runtime with everything on it, the store included.
 fn run(
     path: &Path,
     voice: &Voice,
     listening: oneshot::Sender<Listening>,
     stop: oneshot::Receiver<()>,
-) -> Result<RedbStore, Error> {
+) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = Arc::new(
-        RedbStore::open(path)
-            .map_err(|error| format!("cannot open the store {}: {error}", path.display()))?,
-    );
-    let served = runtime.block_on(serve(SharedStore(store.clone()), voice, listening, stop));
-    // Ends every task left on the runtime, mailbox tasks included: they hold the last references to the store.
+    let store = RedbStore::open(path)
+        .map_err(|error| format!("cannot open the store {}: {error}", path.display()))?;
+    let served = runtime.block_on(serve(store, voice, listening, stop));
+    // Drops what is left of the hub in the runtime's tasks; the last of it closes the store.
     drop(runtime);
-    served?;
-    Arc::into_inner(store)
-        .ok_or_else(|| "the store is still in use after the server stopped".into())
+    served
 }
 
 /// Serves the hub on `store` until `stop`, then shuts it down.
 async fn serve(
-    store: SharedStore,
+    store: RedbStore,
     voice: &Voice,
     listening: oneshot::Sender<Listening>,
     stop: oneshot::Receiver<()>,
