@@ -45,6 +45,8 @@ pub(crate) async fn run(data: &Path, transcript: &Transcript) -> Result<(), Erro
     let alice = client::alice(server.url(), &alice_voice, receipts_tx.clone()).await?;
     bob_voice.say("connecting");
     let bob = inbox.connect(server.url()).await?;
+    server.online("alice").await?;
+    server.online("bob").await?;
     bob_voice.say("drops his connection");
     bob.stop().await;
     server.offline("bob").await?;

@@ -92,12 +92,19 @@ impl Server {
             .await??)
     }
 
+    /// Waits until `user` has a connection open (the hub ran its connect hook).
+    pub(crate) async fn online(&self, user: &str) -> Result<(), Error> {
+        self.until(|online| online.contains_key(user)).await
+    }
+
     /// Waits until `user` has no connection open.
     pub(crate) async fn offline(&self, user: &str) -> Result<(), Error> {
+        self.until(|online| !online.contains_key(user)).await
+    }
+
+    async fn until(&self, holds: impl FnMut(&Presence) -> bool) -> Result<(), Error> {
         let mut presence = self.presence.clone();
-        presence
-            .wait_for(|online| !online.contains_key(user))
-            .await?;
+        presence.wait_for(holds).await?;
         Ok(())
     }
 
