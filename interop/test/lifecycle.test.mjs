@@ -39,7 +39,8 @@ it('refuses unknown flags, bad values and flags not supported yet with one line 
     ['--bogus'],
     ['--addr'],
     ['--addr', 'not-an-address'],
-    ['--store', '/tmp/courier-store'],
+    ['--store'],
+    ['--store='],
     ['--redis', 'redis://127.0.0.1:6379'],
   ]) {
     const { code, stdout, stderr } = await runToExit(args);

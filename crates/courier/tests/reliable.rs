@@ -475,3 +475,190 @@ fn deliveries_are_counted_in_metrics() {
         matches!(values.get("courier_reliable_delivery_seconds[]"), Some(DebugValue::Histogram(h)) if h.len() == 1)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stock_client_can_get_the_message_id_as_a_last_argument() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new())
+        .append_message_id("notify")
+        .build();
+    let mut bob = connect_as(&hub, "bob", Protocol::MessagePack).await;
+    let sent = hub
+        .context()
+        .reliable()
+        .user("bob")
+        .send("Notify", ("hello",))
+        .await
+        .unwrap();
+    let message = next_delivery(&mut bob, "Notify").await;
+    assert_eq!(arg::<String>(&message, 0), "hello");
+    assert_eq!(arg::<String>(&message, 1), sent.id().as_str());
+    // Other client methods are unchanged.
+    hub.context()
+        .reliable()
+        .user("bob")
+        .send("Other", ("x",))
+        .await
+        .unwrap();
+    ack(&mut bob, &message).await;
+    let other = next_delivery(&mut bob, "Other").await;
+    assert_eq!(other.arguments.len(), 1);
+}
+
+/// A hub whose `Deliver` has `policy`, and bob connected to it.
+async fn bob_with(policy: Policy) -> (Hub, Peer) {
+    let hub = hub_on(MemoryStore::new(), policy);
+    let bob = connect_as(&hub, "bob", Protocol::Json).await;
+    (hub, bob)
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_once_latest_per_key_and_resend_none_work_end_to_end() {
+    use courier_delivery::{Guarantee, Resend};
+
+    // At-most-once: sent once, forgotten; a nack changes nothing.
+    let (hub, mut bob) = bob_with(deliver_policy().guarantee(Guarantee::AtMostOnce)).await;
+    let sent = hub
+        .context()
+        .reliable()
+        .user("bob")
+        .send("Deliver", ("once",))
+        .await
+        .unwrap();
+    let message = next_delivery(&mut bob, "Deliver").await;
+    assert_eq!(sent.outcome().await, Some(Outcome::Sent));
+    bob.send(completion_error(
+        message.invocation_id.as_deref().unwrap(),
+        "no",
+    ))
+    .await;
+    assert_eq!(bob.call_ok::<usize>("1", "Pending", &[]).await, 0);
+
+    // Latest per key: of two values with one key sent while bob is away, only the newest is delivered.
+    let hub = hub_on(
+        MemoryStore::new(),
+        deliver_policy().resend(Resend::LatestPerKey),
+    );
+    let reliable = hub.context().reliable();
+    let old = reliable
+        .user("bob")
+        .key(7)
+        .send("Deliver", ("cursor 1",))
+        .await
+        .unwrap();
+    reliable
+        .user("bob")
+        .key(7)
+        .send("Deliver", ("cursor 2",))
+        .await
+        .unwrap();
+    assert_eq!(old.outcome().await, Some(Outcome::Conflated));
+    let mut bob = connect_as(&hub, "bob", Protocol::Json).await;
+    let message = next_delivery(&mut bob, "Deliver").await;
+    assert_eq!(arg::<String>(&message, 0), "cursor 2");
+
+    // Resend none: one attempt; a nack dead-letters it.
+    let (hub, mut bob) = bob_with(deliver_policy().resend(Resend::None)).await;
+    let sent = hub
+        .context()
+        .reliable()
+        .user("bob")
+        .send("Deliver", ("one try",))
+        .await
+        .unwrap();
+    let message = next_delivery(&mut bob, "Deliver").await;
+    bob.send(completion_error(
+        message.invocation_id.as_deref().unwrap(),
+        "no",
+    ))
+    .await;
+    assert!(matches!(
+        sent.outcome().await,
+        Some(Outcome::DeadLettered {
+            reason: DeadLetterReason::AttemptsExhausted,
+            attempts: 1
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn overflow_drops_the_oldest_or_the_newest_as_the_policy_says() {
+    // Drop oldest: a full mailbox makes room by dead-lettering its oldest message.
+    let hub = hub_on(
+        MemoryStore::new(),
+        deliver_policy().capacity(Capacity::new(2, 1 << 20, Overflow::DropOldest)),
+    );
+    let reliable = hub.context().reliable();
+    let oldest = reliable.user("bob").send("Deliver", ("a",)).await.unwrap();
+    for text in ["b", "c"] {
+        reliable.user("bob").send("Deliver", (text,)).await.unwrap();
+    }
+    assert!(matches!(
+        oldest.outcome().await,
+        Some(Outcome::DeadLettered {
+            reason: DeadLetterReason::Overflow,
+            ..
+        })
+    ));
+    assert_eq!(reliable.pending(&MailboxId::user("bob")).await.unwrap(), 2);
+
+    // Drop newest: a full mailbox keeps what it has.
+    let hub = hub_on(
+        MemoryStore::new(),
+        deliver_policy().capacity(Capacity::new(1, 1 << 20, Overflow::DropNewest)),
+    );
+    let reliable = hub.context().reliable();
+    reliable
+        .user("bob")
+        .send("Deliver", ("kept",))
+        .await
+        .unwrap();
+    let newest = reliable
+        .user("bob")
+        .send("Deliver", ("dropped",))
+        .await
+        .unwrap();
+    assert!(matches!(
+        newest.outcome().await,
+        Some(Outcome::DeadLettered {
+            reason: DeadLetterReason::Overflow,
+            ..
+        })
+    ));
+    assert_eq!(reliable.pending(&MailboxId::user("bob")).await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unordered_mailbox_lets_later_messages_pass_one_in_backoff() {
+    use courier_delivery::Ordering;
+
+    // Unordered, window 2: a message in backoff does not hold back the next one, even for a stock client.
+    let (hub, mut bob) = bob_with(deliver_policy().ordering(Ordering::Unordered).window(2)).await;
+    let reliable = hub.context().reliable();
+    for text in ["stuck", "free"] {
+        reliable.user("bob").send("Deliver", (text,)).await.unwrap();
+    }
+    let first = next_delivery(&mut bob, "Deliver").await;
+    let second = next_delivery(&mut bob, "Deliver").await;
+    assert_eq!(
+        (
+            arg::<String>(&first, 0).as_str(),
+            arg::<String>(&second, 0).as_str()
+        ),
+        ("stuck", "free")
+    );
+    bob.send(completion_error(
+        first.invocation_id.as_deref().unwrap(),
+        "later",
+    ))
+    .await;
+    ack(&mut bob, &second).await;
+    let again = next_delivery(&mut bob, "Deliver").await;
+    assert_eq!(
+        (
+            arg::<String>(&again, 0).as_str(),
+            header(&again, "courier-attempt")
+        ),
+        ("stuck", "2")
+    );
+}

@@ -336,8 +336,8 @@ impl Policy {
         self
     }
 
-    /// The most attempts a message gets: `max_attempts`, or 1 under [`Resend::None`].
-    pub(crate) fn attempt_limit(&self) -> u32 {
+    /// The most attempts a message gets: `max_attempts`, or 1 under [`Resend::None`]; `u32::MAX` for no limit.
+    pub fn attempt_limit(&self) -> u32 {
         match self.resend {
             Resend::None => 1,
             Resend::All | Resend::LatestPerKey => self.max_attempts.unwrap_or(u32::MAX),

@@ -1,5 +1,5 @@
 //! A TCP proxy between a client and the server whose connections a test can kill, to break a WebSocket mid-flight
-//! (interop/lib/proxy.mjs).
+//! (interop/lib/proxy.mjs), and point at a restarted server. Shared by the `courier_client` and `faults` tests.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +11,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 /// Relays `127.0.0.1:<port>` to a target until dropped.
 pub(crate) struct Proxy {
     addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
     accepted: Arc<AtomicUsize>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     listener: JoinHandle<()>,
@@ -23,12 +24,15 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(Mutex::new(Vec::<AbortHandle>::new()));
+        let target = Arc::new(Mutex::new(target));
         let listener = tokio::spawn({
             let accepted = accepted.clone();
             let connections = connections.clone();
+            let target = target.clone();
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
                     accepted.fetch_add(1, Ordering::SeqCst);
+                    let target = *target.lock().unwrap();
                     let relay = tokio::spawn(async move {
                         let Ok(mut outbound) = TcpStream::connect(target).await else {
                             return;
@@ -41,6 +45,7 @@ impl Proxy {
         });
         Self {
             addr,
+            target,
             accepted,
             connections,
             listener,
@@ -55,6 +60,12 @@ impl Proxy {
     /// How many client connections the proxy has taken so far.
     pub(crate) fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Relays new connections to `target` from now on (a server restarted on another port).
+    #[allow(dead_code, reason = "used by the faults test only")]
+    pub(crate) fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
     }
 
     /// Drops every open connection, both sides, without a WebSocket close: the network "breaks".

@@ -469,6 +469,17 @@ impl HubBuilder {
         self
     }
 
+    /// Appends the message id as one more argument to every reliable message for client method `method`, so that
+    /// a stock client's handler can tell a redelivery from a new message (a Courier client reads the `courier-id`
+    /// header instead and needs no such argument). Names match ignoring ASCII case.
+    #[must_use]
+    pub fn append_message_id(mut self, method: &str) -> Self {
+        self.reliable_options
+            .id_argument_methods
+            .insert(method.to_ascii_lowercase());
+        self
+    }
+
     /// Sets the hub-wide settings of reliable delivery.
     #[must_use]
     pub fn reliable_options(mut self, options: ReliableOptions) -> Self {

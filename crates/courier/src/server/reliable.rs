@@ -201,6 +201,9 @@ pub struct ReliableOptions {
     /// How long the outcome of a call with an idempotency key is kept, to answer repeats of it without running
     /// the method again. Default 24 h.
     pub result_retention: Duration,
+    /// Client methods (lower case) whose reliable messages carry their id as a last argument (see
+    /// [`HubBuilder::append_message_id`](crate::server::HubBuilder::append_message_id)). Default none.
+    pub id_argument_methods: std::collections::HashSet<String>,
 }
 
 impl Default for ReliableOptions {
@@ -211,6 +214,7 @@ impl Default for ReliableOptions {
             expiry_sweep_interval: Duration::from_secs(1),
             dead_letter_capacity: 1024,
             result_retention: Duration::from_secs(24 * 3600),
+            id_argument_methods: std::collections::HashSet::new(),
         }
     }
 }

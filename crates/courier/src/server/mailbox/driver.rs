@@ -195,7 +195,9 @@ impl Driver {
         loop {
             self.flush().await;
             self.gauges.update(&self.outbox);
-            if self.outbox.is_empty() && self.mailboxes.unload(&self.mailbox, commands) {
+            if self.outbox.is_empty() && commands.is_empty() {
+                self.mailboxes.unload(&self.mailbox, commands);
+                self.mailboxes.forward(&self.mailbox, commands).await;
                 return;
             }
             let deadline = self.outbox.poll_timeout();
@@ -409,11 +411,13 @@ impl Driver {
         }
         let store = &self.mailboxes.store;
         let mailbox = &self.mailbox;
-        // Record each attempt before sending it, so that an attempt in flight at a crash counts.
+        // Record each attempt before sending it, so that an attempt in flight at a crash counts against the
+        // policy's attempt limit. Without a limit the count decides nothing, and the write is skipped.
+        let limited = self.outbox.policy().attempt_limit() < u32::MAX;
         join_all(
             transmits
                 .iter()
-                .filter(|out| out.attempt > 0)
+                .filter(|out| limited && out.attempt > 0)
                 .map(|out| async move {
                     if let Err(error) = store.record_attempt(mailbox, out.seq, out.attempt).await {
                         tracing::warn!(%mailbox, seq = out.seq, %error, "cannot record an attempt");
@@ -441,7 +445,12 @@ impl Driver {
                 return;
             }
         };
-        let arguments = match envelope.arguments(link.protocol) {
+        let with_id = self
+            .mailboxes
+            .options
+            .id_argument_methods
+            .contains(&envelope.target.to_ascii_lowercase());
+        let arguments = match envelope.arguments(link.protocol, with_id) {
             Ok(arguments) => arguments,
             Err(error) => {
                 tracing::error!(mailbox = %self.mailbox, seq = out.seq, %error, "cannot encode a message");

@@ -54,8 +54,20 @@ impl Envelope {
         }
     }
 
-    /// The arguments encoded for `protocol`.
-    pub(crate) fn arguments(&self, protocol: Protocol) -> Result<Vec<Payload>, ProtocolError> {
+    /// The arguments encoded for `protocol`, and the message id after them when `with_id`.
+    pub(crate) fn arguments(
+        &self,
+        protocol: Protocol,
+        with_id: bool,
+    ) -> Result<Vec<Payload>, ProtocolError> {
+        let mut arguments = self.encoded_arguments(protocol)?;
+        if with_id {
+            arguments.push(Payload::from_value(protocol, &self.id)?);
+        }
+        Ok(arguments)
+    }
+
+    fn encoded_arguments(&self, protocol: Protocol) -> Result<Vec<Payload>, ProtocolError> {
         self.arguments
             .iter()
             .map(|json| match protocol {
@@ -90,7 +102,9 @@ mod tests {
         let decoded = Envelope::decode(&envelope.encode()).expect("decodes");
         assert_eq!(decoded, envelope);
         for protocol in [Protocol::Json, Protocol::MessagePack] {
-            let payloads = decoded.arguments(protocol).expect("encodes");
+            let payloads = decoded.arguments(protocol, true).expect("encodes");
+            let id: String = payloads[1].deserialize().expect("the id");
+            assert_eq!(id, "m1");
             let value: serde_json::Value = payloads[0].deserialize().expect("reads back");
             assert_eq!(value, serde_json::json!({"text": "hi", "n": 3}));
         }

@@ -263,17 +263,27 @@ impl Mailboxes {
         Some(sender)
     }
 
-    /// Called by a mailbox task that found itself idle: it unloads unless a command came meanwhile.
-    fn unload(&self, mailbox: &MailboxId, commands: &mut mpsc::Receiver<Command>) -> bool {
+    /// Called by a mailbox task that found itself idle: it leaves the map and its queue closes. Commands that a
+    /// sender queued between taking the task's handle and the close are still in the queue: the caller forwards
+    /// them ([`forward`](Self::forward)) to the mailbox's next task.
+    fn unload(&self, mailbox: &MailboxId, commands: &mut mpsc::Receiver<Command>) {
         let mut drivers = self.lock();
-        if !commands.is_empty() {
-            return false;
-        }
         drivers.remove(mailbox);
-        drop(drivers);
         commands.close();
+        drop(drivers);
         self.unloaded.notify_waiters();
-        true
+    }
+
+    /// Hands the commands left in an unloaded task's queue to the mailbox's next task (started for them).
+    async fn forward(
+        self: &Arc<Self>,
+        mailbox: &MailboxId,
+        commands: &mut mpsc::Receiver<Command>,
+    ) {
+        while let Some(command) = commands.recv().await {
+            // Refused only while shutting down: then the command is dropped, and its sender told so.
+            let _ = self.command(mailbox, command).await;
+        }
     }
 
     /// Called by a mailbox task that ends for another reason (shutdown, a failed load).
@@ -357,6 +367,9 @@ impl Mailboxes {
     /// A connection of `identity` completed its handshake: loaded mailboxes start delivering to it, and
     /// mailboxes the store holds pending messages for are loaded.
     pub(crate) fn connected(self: &Arc<Self>, identity: &Identity, connection: &ConnectionId) {
+        // After a restart, expired messages of mailboxes nobody loads must still be found (and their receipts
+        // sent), so the sweeper starts with the first connection at the latest.
+        self.start_sweeper();
         let mut unloaded = Vec::new();
         for identity in Self::identities(identity) {
             for mailbox in self.mailboxes_of(&identity) {
