@@ -2,6 +2,7 @@
 //! reads frames, dispatches invocations, writes replies and keeps time.
 
 mod handshake;
+mod invocations;
 mod link;
 
 use std::collections::HashMap;
@@ -20,10 +21,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use self::invocations::{Finished, Invocations, completion_result};
 use self::link::Held;
 use crate::link::Link;
 use crate::server::context::ConnectionInfo;
-use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
+use crate::server::method::{BindError, Binder, Method, UploadItem};
 use crate::server::registry::{ClientInvocation, Entry, Outbound, Stop};
 use crate::server::{
     ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner, HubOptions, Identity,
@@ -170,6 +172,7 @@ fn shutdown_close() -> Close {
 enum Event {
     Frame(Option<Result<Frame, TransportError>>),
     Outbound(Outbound),
+    Finished(Finished),
     Unblocked,
     Stop(Stop),
     Reattach(Box<dyn Transport>),
@@ -180,7 +183,8 @@ enum Event {
 /// elsewhere ([`Outbound::Own`]): so what a method sends before it returns reaches the client before its
 /// Completion.
 pub(crate) enum Internal {
-    /// An invocation finished (`id` is `None` for a non-blocking one, which gets no reply).
+    /// An invocation finished (`id` is `None` for a non-blocking one, which gets no reply): a method with upload
+    /// streams, or one run on the connection's task whose Completion must wait behind queued messages.
     Completed {
         id: Option<ByteString>,
         result: CompletionResult,
@@ -218,6 +222,8 @@ struct Connection {
     /// Graceful shutdown: no new work; end once running invocations are done.
     draining: bool,
     running: usize,
+    /// The methods without upload streams, run on this task.
+    invocations: Invocations,
     /// The running invocations that count against `maximum_parallel_invocations_per_client`: those without upload
     /// streams, as in .NET (a call whose uploads are still open must not stop the reading of its own items).
     limited: usize,
@@ -266,6 +272,7 @@ impl Connection {
             stop,
             draining: false,
             running: 0,
+            invocations: Invocations::default(),
             limited: 0,
             waiting: None,
             blocked: None,
@@ -367,7 +374,8 @@ impl Connection {
             () = unblocked(blocked) => Event::Unblocked,
 
             frame = next_frame(transport), if reading => Event::Frame(frame),
-                        Some(item) = self.outbound.recv(), if accepting => Event::Outbound(item),
+            Some(item) = self.outbound.recv(), if accepting => Event::Outbound(item),
+            finished = self.invocations.finished() => Event::Finished(finished),
             () = sleep_until(deadline) => Event::Timer,
         }
     }
@@ -385,6 +393,7 @@ impl Connection {
             }
 
             Event::Outbound(item) => self.on_outbound(item),
+            Event::Finished(finished) => self.on_finished(finished),
             Event::Unblocked => {
                 self.blocked = None;
                 self.resume_reading();
@@ -524,24 +533,16 @@ impl Connection {
         self.uploads.extend(binder.into_streams());
         self.running += 1;
         self.limited += usize::from(limited);
-        let own = self.own.clone();
         let detailed = self.hub.options.enable_detailed_errors;
+        if limited {
+            self.invocations.push(id, target, detailed, call);
+            self.take_finished();
+            return;
+        }
+        let own = self.own.clone();
         tokio::spawn(async move {
-            let result = match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(Ok(Output::Void)) => CompletionResult::Void,
-                Ok(Ok(Output::Value(payload))) => CompletionResult::Value(payload),
-                Ok(Err(error)) => {
-                    CompletionResult::Error(method_failed(&target, &error, detailed).into())
-                }
-                Err(_) => CompletionResult::Error(
-                    method_failed(
-                        &target,
-                        &HubError::internal("the method panicked"),
-                        detailed,
-                    )
-                    .into(),
-                ),
-            };
+            let outcome = AssertUnwindSafe(call).catch_unwind().await.ok();
+            let result = completion_result(outcome, &target, detailed);
             let _ = own
                 .send(Outbound::Own(Box::new(Internal::Completed {
                     id,
@@ -784,8 +785,45 @@ impl Connection {
         self.uploads.clear();
     }
 
+    /// Answers the methods run on this task that have finished (those just invoked that were ready at once, most
+    /// often), without waiting.
+    fn take_finished(&mut self) {
+        while let Some(finished) = self.invocations.poll_finished() {
+            self.on_finished(finished);
+        }
+    }
+
+    /// A method run on this task finished. What it sent to its caller before it returned is in the outbound queue,
+    /// so that is taken first; if the queue cannot be emptied now (a stateful connection's buffer is full), the
+    /// Completion goes through the queue behind it, as a method with a task of its own sends it.
+    fn on_finished(&mut self, finished: Finished) {
+        while self.accepting()
+            && let Ok(item) = self.outbound.try_recv()
+        {
+            self.on_outbound(item);
+        }
+        let Finished { id, result } = finished;
+        let completed = Internal::Completed {
+            id,
+            result,
+            limited: true,
+        };
+        if self.accepting() && self.outbound.is_empty() {
+            self.on_internal(completed);
+            return;
+        }
+        let item = Outbound::Own(Box::new(completed));
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.own.try_send(item) {
+            let own = self.own.clone();
+            tokio::spawn(async move {
+                let _ = own.send(item).await;
+            });
+        }
+    }
+
     /// Takes whatever else is ready, without waiting, to fill the next frame.
     fn gather_ready(&mut self) {
+        self.take_finished();
         while self.out.len() < FRAME_TARGET && self.accepting() {
             let Ok(item) = self.outbound.try_recv() else {
                 break;
@@ -933,6 +971,7 @@ impl Connection {
 
     /// Ends the connection: sends the Close if there is one, closes the transport, and releases what waits on it.
     async fn finish(&mut self, end: End) {
+        self.invocations.detach();
         refuse_reattach(self.reattach.take(), &self.hub.options).await;
         for (_, stream) in self.streams.drain() {
             stream.abort();
@@ -1031,12 +1070,5 @@ fn with_detail(base: &str, detail: Option<String>) -> String {
 fn unknown_method(target: &str) -> String {
     format!(
         "Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist."
-    )
-}
-
-fn method_failed(target: &str, error: &HubError, detailed: bool) -> String {
-    with_detail(
-        &format!("An unexpected error occurred invoking '{target}' on the server."),
-        error.detail(detailed),
     )
 }
