@@ -867,14 +867,15 @@ impl Driver {
 
     /// Encodes a message for the next frame (numbered and buffered first if trackable on a stateful connection).
     fn queue(&mut self, message: &HubMessage) -> Result<(), courier_protocol::ProtocolError> {
-        let mut framed = BytesMut::new();
-        self.config.protocol.encode(message, &mut framed)?;
         match &mut self.link {
             Some(link) if message.is_trackable() => {
+                let mut framed = BytesMut::new();
+                self.config.protocol.encode(message, &mut framed)?;
                 link.push(framed.freeze());
                 self.take_transmits();
             }
-            _ => self.out.extend_from_slice(&framed),
+            // Straight into the frame, without a buffer of its own (a failed encode leaves nothing behind).
+            _ => self.config.protocol.encode(message, &mut self.out)?,
         }
         Ok(())
     }

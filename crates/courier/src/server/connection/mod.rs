@@ -79,25 +79,29 @@ pub(crate) async fn run(setup: Setup) {
         id.clone(),
         Entry::new(agreed.protocol, identity, own.clone(), stop_tx),
     ) {
-        // Shutdown began during the handshake.
-        let mut connection = Connection::new(
-            hub.clone(),
-            ctx,
-            agreed.protocol,
-            transport,
-            None,
-            None,
-            (own, outbound),
-            stop,
-        );
-        connection.finish(End::Close(shutdown_close())).await;
+        // Shutdown began during the handshake. Boxed, so that this task, which lives as long as the connection,
+        // does not hold room for a second connection state.
+        Box::pin(async {
+            let mut connection = Connection::new(
+                hub.clone(),
+                ctx,
+                agreed.protocol,
+                transport,
+                None,
+                None,
+                (own, outbound),
+                stop,
+            );
+            connection.finish(End::Close(shutdown_close())).await;
+        })
+        .await;
         refuse_reattach(reattach, &hub.options).await;
         ended.send_replace(true);
         return;
     }
     let epoch = Instant::now();
     let stateful = stateful_granted && agreed.version >= 2;
-    let link = stateful.then(|| Link::new(epoch));
+    let link = stateful.then(|| Box::new(Link::new(epoch)));
     // Without stateful reconnect the receiver goes here, so `reattach` fails at once.
     let reattach = if stateful {
         reattach
@@ -209,7 +213,8 @@ struct Connection {
     reader: MessageReader,
     /// Encoded messages waiting to be sent as one frame.
     out: BytesMut,
-    link: Option<Link>,
+    /// Boxed: most connections are not stateful, and the link is large.
+    link: Option<Box<Link>>,
     /// Replies waiting for room in the link's buffer (empty without a link).
     held: Held,
     reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
@@ -250,7 +255,7 @@ impl Connection {
         ctx: Context,
         protocol: Protocol,
         transport: Box<dyn Transport>,
-        link: Option<Link>,
+        link: Option<Box<Link>>,
         reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
         (own, outbound): (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
         stop: watch::Receiver<Option<Stop>>,
@@ -352,7 +357,7 @@ impl Connection {
         let keep_alive = self.last_sent + self.hub.options.keep_alive_interval;
         let client_timeout = (self.client_pinged && self.reading())
             .then(|| self.last_received + self.hub.options.client_timeout_interval);
-        let ack = self.link.as_ref().and_then(Link::ack_deadline);
+        let ack = self.link.as_deref().and_then(Link::ack_deadline);
         [Some(keep_alive), client_timeout, ack]
             .into_iter()
             .flatten()
@@ -761,7 +766,7 @@ impl Connection {
                 allow_reconnect: true,
             }));
         }
-        if let Some(sequence_id) = self.link.as_mut().and_then(Link::poll_ack) {
+        if let Some(sequence_id) = self.link.as_deref_mut().and_then(Link::poll_ack) {
             self.queue(&HubMessage::Ack(courier_protocol::Ack { sequence_id }));
         }
         if now >= self.last_sent + self.hub.options.keep_alive_interval {
@@ -874,13 +879,17 @@ impl Connection {
     }
 
     /// Encodes a message for the next frame (numbered and buffered first if trackable on a stateful connection).
+    /// Only a payload of the other protocol or a message over 2 GiB fails to encode; neither is produced here.
     fn queue(&mut self, message: &HubMessage) {
-        let mut framed = BytesMut::new();
-        if self.protocol.encode(message, &mut framed).is_err() {
-            // Only a payload of the other protocol or a message over 2 GiB fails; neither is produced here.
-            return;
+        if self.link.is_some() && message.is_trackable() {
+            let mut framed = BytesMut::new();
+            if self.protocol.encode(message, &mut framed).is_ok() {
+                self.queue_encoded(framed.freeze(), true);
+            }
+        } else if self.transport.is_some() {
+            // Straight into the frame, without a buffer of its own (a failed encode leaves nothing behind).
+            let _ = self.protocol.encode(message, &mut self.out);
         }
-        self.queue_encoded(framed.freeze(), message.is_trackable());
     }
 
     fn queue_encoded(&mut self, framed: Bytes, trackable: bool) {
