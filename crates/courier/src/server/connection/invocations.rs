@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use courier_protocol::{ByteString, CompletionResult};
 use futures::future::BoxFuture;
@@ -62,27 +62,36 @@ pub(super) struct Invocations {
 }
 
 impl Invocations {
-    /// Adds a method's future; it is first polled by [`poll_finished`](Self::poll_finished) or
-    /// [`finished`](Self::finished).
-    pub(super) fn push(
+    /// Starts a method: polls it once, and returns its result if it is ready at once (most methods are), else keeps
+    /// it to be polled by [`finished`](Self::finished) when it is woken. (The first poll is without the task's
+    /// waker, so that a method ready at once costs no more than that; one that is not is polled again, with it,
+    /// as soon as it is kept.)
+    pub(super) fn start(
         &mut self,
         id: Option<ByteString>,
         target: ByteString,
         detailed: bool,
         future: BoxFuture<'static, Outcome>,
-    ) {
-        self.running
-            .get_or_insert_with(FuturesUnordered::new)
-            .push(Call {
-                id,
-                target,
-                detailed,
-                future,
-            });
+    ) -> Option<Finished> {
+        let mut call = Call {
+            id,
+            target,
+            detailed,
+            future,
+        };
+        match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(finished) => Some(finished),
+            Poll::Pending => {
+                self.running
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(call);
+                None
+            }
+        }
     }
 
-    /// Polls the methods that are new or were woken, without waiting; one that finished, if any. (Polling without
-    /// the task's waker is sound here: a method that is not done stays queued and is polled again, with it, by
+    /// Polls the methods that were woken, without waiting; one that finished, if any. (Polling without the task's
+    /// waker is sound here: a method that is not done stays queued and is polled again, with it, by
     /// [`finished`](Self::finished) before the task waits.)
     pub(super) fn poll_finished(&mut self) -> Option<Finished> {
         self.running.as_mut()?.next().now_or_never().flatten()

@@ -540,8 +540,9 @@ impl Connection {
         self.limited += usize::from(limited);
         let detailed = self.hub.options.enable_detailed_errors;
         if limited {
-            self.invocations.push(id, target, detailed, call);
-            self.take_finished();
+            if let Some(finished) = self.invocations.start(id, target, detailed, call) {
+                self.on_finished(finished);
+            }
             return;
         }
         let own = self.own.clone();
@@ -790,14 +791,6 @@ impl Connection {
         self.uploads.clear();
     }
 
-    /// Answers the methods run on this task that have finished (those just invoked that were ready at once, most
-    /// often), without waiting.
-    fn take_finished(&mut self) {
-        while let Some(finished) = self.invocations.poll_finished() {
-            self.on_finished(finished);
-        }
-    }
-
     /// A method run on this task finished. What it sent to its caller before it returned is in the outbound queue,
     /// so that is taken first; if the queue cannot be emptied now (a stateful connection's buffer is full), the
     /// Completion goes through the queue behind it, as a method with a task of its own sends it.
@@ -828,7 +821,9 @@ impl Connection {
 
     /// Takes whatever else is ready, without waiting, to fill the next frame.
     fn gather_ready(&mut self) {
-        self.take_finished();
+        while let Some(finished) = self.invocations.poll_finished() {
+            self.on_finished(finished);
+        }
         while self.out.len() < FRAME_TARGET && self.accepting() {
             let Ok(item) = self.outbound.try_recv() else {
                 break;
