@@ -3,6 +3,7 @@
 //! It outlives one transport: it re-attaches a stateful connection and runs automatic reconnects.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::args::Upload;
 use super::{
@@ -209,6 +210,9 @@ pub(super) struct Driver {
     blocked: Option<BoxFuture<'static, ()>>,
     last_sent: Instant,
     last_received: Instant,
+    /// Wakes the driver at the next deadline. Kept from one wait to the next and moved, not made anew each time:
+    /// moving a registered timer later costs no lock on the runtime's timer wheel.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Driver {
@@ -235,6 +239,7 @@ impl Driver {
             blocked: None,
             last_sent: now,
             last_received: now,
+            timer: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 
@@ -489,6 +494,10 @@ impl Driver {
         let reading = self.reading();
         let accepting = self.accepting();
         let deadline = self.next_deadline();
+        if deadline != self.timer.deadline() {
+            self.timer.as_mut().reset(deadline);
+        }
+        let timer = &mut self.timer;
         let Some(transport) = self.transport.as_mut() else {
             return Event::Frame(None);
         };
@@ -501,7 +510,7 @@ impl Driver {
             command = self.channels.commands.recv(), if accepting => Event::Command(command),
             Some(internal) = self.internal.recv(), if accepting => Event::Internal(internal),
             Some(id) = self.channels.cancels.recv() => Event::Cancel(id),
-            () = tokio::time::sleep_until(deadline) => Event::Timer,
+            () = timer => Event::Timer,
         }
     }
 

@@ -7,6 +7,7 @@ mod link;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -19,7 +20,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use self::invocations::{Finished, Invocations, completion_result};
 use self::link::Held;
@@ -242,6 +243,9 @@ struct Connection {
     next_result_id: u64,
     last_sent: Instant,
     last_received: Instant,
+    /// Wakes the driver at the next deadline. Kept from one wait to the next and moved, not made anew each time:
+    /// moving a registered timer later costs no lock on the runtime's timer wheel.
+    timer: Pin<Box<Sleep>>,
     /// The client timeout counts only once the client has sent a Ping (as .NET).
     client_pinged: bool,
     /// The client kept sending without acknowledging until the link could hold no more replies.
@@ -287,6 +291,7 @@ impl Connection {
             next_result_id: 0,
             last_sent: now,
             last_received: now,
+            timer: Box::pin(tokio::time::sleep_until(now)),
             client_pinged: false,
             link_overflow: false,
         }
@@ -368,6 +373,12 @@ impl Connection {
         let reading = self.reading();
         let accepting = self.accepting();
         let deadline = self.next_deadline();
+        if let Some(deadline) = deadline
+            && deadline != self.timer.deadline()
+        {
+            self.timer.as_mut().reset(deadline);
+        }
+        let timer = &mut self.timer;
         let transport = self.transport.as_mut();
         let blocked = self.blocked.as_mut();
         let reattach = self.reattach.as_mut();
@@ -381,7 +392,7 @@ impl Connection {
             frame = next_frame(transport), if reading => Event::Frame(frame),
             Some(item) = self.outbound.recv(), if accepting => Event::Outbound(item),
             finished = self.invocations.finished() => Event::Finished(finished),
-            () = sleep_until(deadline) => Event::Timer,
+            () = timer, if deadline.is_some() => Event::Timer,
         }
     }
 
@@ -1053,13 +1064,6 @@ async fn next_reattach(
 async fn unblocked(blocked: Option<&mut BoxFuture<'static, ()>>) {
     match blocked {
         Some(blocked) => blocked.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
