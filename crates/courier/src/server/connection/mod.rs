@@ -243,7 +243,7 @@ struct Connection {
     next_result_id: u64,
     last_sent: Instant,
     last_received: Instant,
-    /// Wakes the driver at the next deadline. Kept from one wait to the next and moved, not made anew each time:
+    /// Wakes this task at the next deadline. Kept from one wait to the next and moved, not made anew each time:
     /// moving a registered timer later costs no lock on the runtime's timer wheel.
     timer: Pin<Box<Sleep>>,
     /// The client timeout counts only once the client has sent a Ping (as .NET).
