@@ -5,6 +5,10 @@
 //! Servers and clients share one multi-thread tokio runtime (one worker per core) in this process, for both
 //! stacks. Each case runs for [`WARMUP`], then is counted for [`MEASURE`]; its tasks stop at the end, and a case
 //! that does not stop within [`GRACE`] is aborted, so the run always ends.
+//!
+//! Besides round trips per second, each case reports the CPU time the process used per round trip (client and
+//! server together, from `/proc/self/stat`): on a machine shared with other work the rates move with the load, the
+//! CPU time per round trip much less.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,25 +99,27 @@ pub(crate) fn run(only: Option<&str>) -> Result<(), BoxError> {
         }
         println!();
         println!(
-            "| pattern | protocol | bare msg/s | Courier msg/s | Courier ÷ bare | goal ≥ 70% |"
+            "| pattern | protocol | bare msg/s | Courier msg/s | Courier ÷ bare | goal ≥ 70% | bare CPU µs/msg | Courier CPU µs/msg |"
         );
-        println!("|---|---|---:|---:|---:|---|");
+        println!("|---|---|---:|---:|---:|---|---:|---:|");
         let patterns = [Pattern::Sequential, Pattern::Pipelined, Pattern::Clients];
         for pattern in patterns
             .into_iter()
             .filter(|pattern| only.is_none_or(|name| name == pattern.name()))
         {
             for protocol in [Protocol::Json, Protocol::MessagePack] {
-                let bare_rate = measure(bare_case(bare, pattern, protocol).await?).await?;
-                let courier_rate = measure(courier_case(courier, pattern, protocol).await?).await?;
-                let ratio = courier_rate / bare_rate;
+                let bare = measure(bare_case(bare, pattern, protocol).await?).await?;
+                let courier = measure(courier_case(courier, pattern, protocol).await?).await?;
+                let ratio = courier.rate / bare.rate;
                 println!(
-                    "| {} | {protocol} | {} | {} | {:.0}% | {} |",
+                    "| {} | {protocol} | {} | {} | {:.0}% | {} | {} | {} |",
                     pattern.label(),
-                    thousands(bare_rate),
-                    thousands(courier_rate),
+                    thousands(bare.rate),
+                    thousands(courier.rate),
                     ratio * 100.0,
-                    if ratio >= GOAL { "met" } else { "**not met**" }
+                    if ratio >= GOAL { "met" } else { "**not met**" },
+                    micros(bare.cpu_per_call),
+                    micros(courier.cpu_per_call),
                 );
             }
         }
@@ -140,17 +146,33 @@ impl Case {
     }
 }
 
-/// Runs a case: warm-up, then round trips counted over [`MEASURE`]; returns round trips per second.
-async fn measure(case: Case) -> Result<f64, BoxError> {
+/// What a case measured.
+struct Measured {
+    /// Round trips per second.
+    rate: f64,
+    /// CPU time of the whole process per round trip, where the system tells it.
+    cpu_per_call: Option<Duration>,
+}
+
+/// Runs a case: warm-up, then round trips counted over [`MEASURE`].
+async fn measure(case: Case) -> Result<Measured, BoxError> {
     let Case { tasks, done, stop } = case;
     let mut set = JoinSet::new();
     for task in tasks {
         set.spawn(task);
     }
     tokio::time::sleep(WARMUP).await;
-    let (start, before) = (Instant::now(), done.load(Ordering::Relaxed));
+    let (start, before, cpu_before) = (
+        Instant::now(),
+        done.load(Ordering::Relaxed),
+        process_cpu_time(),
+    );
     tokio::time::sleep(MEASURE).await;
-    let (elapsed, after) = (start.elapsed(), done.load(Ordering::Relaxed));
+    let (elapsed, after, cpu_after) = (
+        start.elapsed(),
+        done.load(Ordering::Relaxed),
+        process_cpu_time(),
+    );
     stop.store(true, Ordering::Relaxed);
     let finished = tokio::time::timeout(GRACE, async {
         while let Some(result) = set.join_next().await {
@@ -163,10 +185,37 @@ async fn measure(case: Case) -> Result<f64, BoxError> {
         Ok(result) => result?,
         Err(_) => return Err("a case did not stop within its grace period".into()),
     }
+    let calls = after - before;
+    let cpu_per_call = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) if calls > 0 => u32::try_from(calls)
+            .ok()
+            .map(|calls| after.saturating_sub(before) / calls),
+        _ => None,
+    };
     // Counts stay far below 2^52: the conversion is exact.
     #[allow(clippy::cast_precision_loss)]
-    let calls = (after - before) as f64;
-    Ok(calls / elapsed.as_secs_f64())
+    let rate = calls as f64 / elapsed.as_secs_f64();
+    Ok(Measured { rate, cpu_per_call })
+}
+
+/// The CPU time (user and system, all threads) this process has used, from `/proc/self/stat` (Linux; `None`
+/// elsewhere). Its unit is the clock tick, 10 ms, so over [`MEASURE`] it is exact to about 1%.
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it. `utime` and `stime` are the 14th
+    // and 15th fields, so the 12th and 13th after the name.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// `Some(12.345 µs)` as `12.3`; `None` as `?`.
+fn micros(duration: Option<Duration>) -> String {
+    duration.map_or_else(
+        || "?".to_owned(),
+        |duration| format!("{:.1}", duration.as_secs_f64() * 1e6),
+    )
 }
 
 /// A case of the Courier client (`HubConnection`) calling `Echo` on the Courier server.

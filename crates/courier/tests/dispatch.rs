@@ -260,3 +260,24 @@ async fn the_client_timeout_does_not_run_while_the_server_is_not_reading() {
     // Reading resumed: now the client's silence counts again.
     assert!(peer.expect_end().await.is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_method_still_running_when_its_client_leaves_runs_to_its_end() {
+    let gate = Arc::new(Semaphore::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
+    let hub = holding_hub(1, gate.clone(), running.clone());
+    let (mut peer, handle) = Peer::connect(&hub, Protocol::Json).await;
+    peer.send(invocation(Protocol::Json, Some("1"), "Hold", &[json!(1)]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(running.load(Ordering::SeqCst), 1);
+    peer.close().await;
+    handle.closed().await;
+    gate.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        running.load(Ordering::SeqCst),
+        0,
+        "the method was cut short"
+    );
+}

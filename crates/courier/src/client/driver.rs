@@ -3,6 +3,7 @@
 //! It outlives one transport: it re-attaches a stateful connection and runs automatic reconnects.
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::args::Upload;
 use super::outbox::{Calls, ReliableCall};
@@ -227,6 +228,9 @@ pub(super) struct Driver {
     blocked: Option<BoxFuture<'static, ()>>,
     last_sent: Instant,
     last_received: Instant,
+    /// Wakes the driver at the next deadline. Kept from one wait to the next and moved, not made anew each time:
+    /// moving a registered timer later costs no lock on the runtime's timer wheel.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Driver {
@@ -259,6 +263,7 @@ impl Driver {
             blocked: None,
             last_sent: now,
             last_received: now,
+            timer: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 
@@ -534,6 +539,10 @@ impl Driver {
         let reading = self.reading();
         let accepting = self.accepting();
         let deadline = self.next_deadline();
+        if deadline != self.timer.deadline() {
+            self.timer.as_mut().reset(deadline);
+        }
+        let timer = &mut self.timer;
         let Some(transport) = self.transport.as_mut() else {
             return Event::Frame(None);
         };
@@ -547,7 +556,7 @@ impl Driver {
             Some(call) = self.channels.reliable.recv(), if accepting => Event::Reliable(call),
             Some(internal) = self.internal.recv(), if accepting => Event::Internal(internal),
             Some(id) = self.channels.cancels.recv() => Event::Cancel(id),
-            () = tokio::time::sleep_until(deadline) => Event::Timer,
+            () = timer => Event::Timer,
         }
     }
 
@@ -999,14 +1008,15 @@ impl Driver {
 
     /// Encodes a message for the next frame (numbered and buffered first if trackable on a stateful connection).
     fn queue(&mut self, message: &HubMessage) -> Result<(), courier_protocol::ProtocolError> {
-        let mut framed = BytesMut::new();
-        self.config.protocol.encode(message, &mut framed)?;
         match &mut self.link {
             Some(link) if message.is_trackable() => {
+                let mut framed = BytesMut::new();
+                self.config.protocol.encode(message, &mut framed)?;
                 link.push(framed.freeze());
                 self.take_transmits();
             }
-            _ => self.out.extend_from_slice(&framed),
+            // Straight into the frame, without a buffer of its own (a failed encode leaves nothing behind).
+            _ => self.config.protocol.encode(message, &mut self.out)?,
         }
         Ok(())
     }

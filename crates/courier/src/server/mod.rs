@@ -362,6 +362,11 @@ impl HubBuilder {
     /// A [`HubError::Hub`] reaches the caller as `An unexpected error occurred invoking '<name>' on the server.
     /// HubException: <message>`; other failures (and panics) say only the first sentence unless detailed errors
     /// are on.
+    ///
+    /// Methods without upload streams run on their connection's task, as in ASP.NET Core's dispatch loop: a method
+    /// that finishes at once is answered in the same frame, and one that waits is polled beside the connection's
+    /// other work. So a method must not block its thread (a synchronous sleep, heavy CPU work): that holds up its
+    /// own connection. Use `tokio::task::spawn_blocking` for such work.
     #[must_use]
     pub fn method<A, R, F, Fut>(mut self, name: &str, handler: F) -> Self
     where

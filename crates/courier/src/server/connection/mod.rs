@@ -2,10 +2,12 @@
 //! reads frames, dispatches invocations, writes replies and keeps time.
 
 mod handshake;
+mod invocations;
 mod link;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -18,13 +20,14 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
+use self::invocations::{Finished, Invocations, completion_result};
 use self::link::Held;
 use crate::link::Link;
 use crate::server::context::ConnectionInfo;
 use crate::server::mailbox::KEY_HEADER;
-use crate::server::method::{BindError, Binder, Method, Output, UploadItem};
+use crate::server::method::{BindError, Binder, Method, UploadItem};
 use crate::server::registry::{ClientInvocation, Entry, Outbound, Stop};
 use crate::server::{
     ClientResultError, ConnectionId, Context, HubContext, HubError, HubInner, HubOptions, Identity,
@@ -78,25 +81,29 @@ pub(crate) async fn run(setup: Setup) {
         &id,
         Entry::new(agreed.protocol, identity.clone(), own.clone(), stop_tx),
     ) {
-        // Shutdown began during the handshake.
-        let mut connection = Connection::new(
-            hub.clone(),
-            ctx,
-            agreed.protocol,
-            transport,
-            None,
-            None,
-            (own, outbound),
-            stop,
-        );
-        connection.finish(End::Close(shutdown_close())).await;
+        // Shutdown began during the handshake. Boxed, so that this task, which lives as long as the connection,
+        // does not hold room for a second connection state.
+        Box::pin(async {
+            let mut connection = Connection::new(
+                hub.clone(),
+                ctx,
+                agreed.protocol,
+                transport,
+                None,
+                None,
+                (own, outbound),
+                stop,
+            );
+            connection.finish(End::Close(shutdown_close())).await;
+        })
+        .await;
         refuse_reattach(reattach, &hub.options).await;
         ended.send_replace(true);
         return;
     }
     let epoch = Instant::now();
     let stateful = stateful_granted && agreed.version >= 2;
-    let link = stateful.then(|| Link::new(epoch));
+    let link = stateful.then(|| Box::new(Link::new(epoch)));
     // Without stateful reconnect the receiver goes here, so `reattach` fails at once.
     let reattach = if stateful {
         reattach
@@ -171,6 +178,7 @@ fn shutdown_close() -> Close {
 enum Event {
     Frame(Option<Result<Frame, TransportError>>),
     Outbound(Outbound),
+    Finished(Finished),
     Unblocked,
     Stop(Stop),
     Reattach(Box<dyn Transport>),
@@ -181,7 +189,8 @@ enum Event {
 /// elsewhere ([`Outbound::Own`]): so what a method sends before it returns reaches the client before its
 /// Completion.
 pub(crate) enum Internal {
-    /// An invocation finished (`id` is `None` for a non-blocking one, which gets no reply).
+    /// An invocation finished (`id` is `None` for a non-blocking one, which gets no reply): a method with upload
+    /// streams, or one run on the connection's task whose Completion must wait behind queued messages.
     Completed {
         id: Option<ByteString>,
         result: CompletionResult,
@@ -206,7 +215,8 @@ struct Connection {
     reader: MessageReader,
     /// Encoded messages waiting to be sent as one frame.
     out: BytesMut,
-    link: Option<Link>,
+    /// Boxed: most connections are not stateful, and the link is large.
+    link: Option<Box<Link>>,
     /// Replies waiting for room in the link's buffer (empty without a link).
     held: Held,
     reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
@@ -219,6 +229,8 @@ struct Connection {
     /// Graceful shutdown: no new work; end once running invocations are done.
     draining: bool,
     running: usize,
+    /// The methods without upload streams, run on this task.
+    invocations: Invocations,
     /// The running invocations that count against `maximum_parallel_invocations_per_client`: those without upload
     /// streams, as in .NET (a call whose uploads are still open must not stop the reading of its own items).
     limited: usize,
@@ -232,6 +244,9 @@ struct Connection {
     next_result_id: u64,
     last_sent: Instant,
     last_received: Instant,
+    /// Wakes this task at the next deadline. Kept from one wait to the next and moved, not made anew each time:
+    /// moving a registered timer later costs no lock on the runtime's timer wheel.
+    timer: Pin<Box<Sleep>>,
     /// The client timeout counts only once the client has sent a Ping (as .NET).
     client_pinged: bool,
     /// The client kept sending without acknowledging until the link could hold no more replies.
@@ -245,7 +260,7 @@ impl Connection {
         ctx: Context,
         protocol: Protocol,
         transport: Box<dyn Transport>,
-        link: Option<Link>,
+        link: Option<Box<Link>>,
         reattach: Option<mpsc::Receiver<Box<dyn Transport>>>,
         (own, outbound): (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
         stop: watch::Receiver<Option<Stop>>,
@@ -267,6 +282,7 @@ impl Connection {
             stop,
             draining: false,
             running: 0,
+            invocations: Invocations::default(),
             limited: 0,
             waiting: None,
             blocked: None,
@@ -276,6 +292,7 @@ impl Connection {
             next_result_id: 0,
             last_sent: now,
             last_received: now,
+            timer: Box::pin(tokio::time::sleep_until(now)),
             client_pinged: false,
             link_overflow: false,
         }
@@ -346,7 +363,7 @@ impl Connection {
         let keep_alive = self.last_sent + self.hub.options.keep_alive_interval;
         let client_timeout = (self.client_pinged && self.reading())
             .then(|| self.last_received + self.hub.options.client_timeout_interval);
-        let ack = self.link.as_ref().and_then(Link::ack_deadline);
+        let ack = self.link.as_deref().and_then(Link::ack_deadline);
         [Some(keep_alive), client_timeout, ack]
             .into_iter()
             .flatten()
@@ -357,6 +374,12 @@ impl Connection {
         let reading = self.reading();
         let accepting = self.accepting();
         let deadline = self.next_deadline();
+        if let Some(deadline) = deadline
+            && deadline != self.timer.deadline()
+        {
+            self.timer.as_mut().reset(deadline);
+        }
+        let timer = &mut self.timer;
         let transport = self.transport.as_mut();
         let blocked = self.blocked.as_mut();
         let reattach = self.reattach.as_mut();
@@ -368,8 +391,9 @@ impl Connection {
             () = unblocked(blocked) => Event::Unblocked,
 
             frame = next_frame(transport), if reading => Event::Frame(frame),
-                        Some(item) = self.outbound.recv(), if accepting => Event::Outbound(item),
-            () = sleep_until(deadline) => Event::Timer,
+            Some(item) = self.outbound.recv(), if accepting => Event::Outbound(item),
+            finished = self.invocations.finished() => Event::Finished(finished),
+            () = timer, if deadline.is_some() => Event::Timer,
         }
     }
 
@@ -386,6 +410,7 @@ impl Connection {
             }
 
             Event::Outbound(item) => self.on_outbound(item),
+            Event::Finished(finished) => self.on_finished(finished),
             Event::Unblocked => {
                 self.blocked = None;
                 self.resume_reading();
@@ -528,24 +553,17 @@ impl Connection {
         self.uploads.extend(binder.into_streams());
         self.running += 1;
         self.limited += usize::from(limited);
-        let own = self.own.clone();
         let detailed = self.hub.options.enable_detailed_errors;
+        if limited {
+            if let Some(finished) = self.invocations.start(id, target, detailed, call) {
+                self.on_finished(finished);
+            }
+            return;
+        }
+        let own = self.own.clone();
         tokio::spawn(async move {
-            let result = match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(Ok(Output::Void)) => CompletionResult::Void,
-                Ok(Ok(Output::Value(payload))) => CompletionResult::Value(payload),
-                Ok(Err(error)) => {
-                    CompletionResult::Error(method_failed(&target, &error, detailed).into())
-                }
-                Err(_) => CompletionResult::Error(
-                    method_failed(
-                        &target,
-                        &HubError::internal("the method panicked"),
-                        detailed,
-                    )
-                    .into(),
-                ),
-            };
+            let outcome = AssertUnwindSafe(call).catch_unwind().await.ok();
+            let result = completion_result(outcome, &target, detailed);
             let _ = own
                 .send(Outbound::Own(Box::new(Internal::Completed {
                     id,
@@ -764,7 +782,7 @@ impl Connection {
                 allow_reconnect: true,
             }));
         }
-        if let Some(sequence_id) = self.link.as_mut().and_then(Link::poll_ack) {
+        if let Some(sequence_id) = self.link.as_deref_mut().and_then(Link::poll_ack) {
             self.queue(&HubMessage::Ack(courier_protocol::Ack { sequence_id }));
         }
         if now >= self.last_sent + self.hub.options.keep_alive_interval {
@@ -788,8 +806,39 @@ impl Connection {
         self.uploads.clear();
     }
 
+    /// A method run on this task finished. What it sent to its caller before it returned is in the outbound queue,
+    /// so that is taken first; if the queue cannot be emptied now (a stateful connection's buffer is full), the
+    /// Completion goes through the queue behind it, as a method with a task of its own sends it.
+    fn on_finished(&mut self, finished: Finished) {
+        while self.accepting()
+            && let Ok(item) = self.outbound.try_recv()
+        {
+            self.on_outbound(item);
+        }
+        let Finished { id, result } = finished;
+        let completed = Internal::Completed {
+            id,
+            result,
+            limited: true,
+        };
+        if self.accepting() && self.outbound.is_empty() {
+            self.on_internal(completed);
+            return;
+        }
+        let item = Outbound::Own(Box::new(completed));
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.own.try_send(item) {
+            let own = self.own.clone();
+            tokio::spawn(async move {
+                let _ = own.send(item).await;
+            });
+        }
+    }
+
     /// Takes whatever else is ready, without waiting, to fill the next frame.
     fn gather_ready(&mut self) {
+        while let Some(finished) = self.invocations.poll_finished() {
+            self.on_finished(finished);
+        }
         while self.out.len() < FRAME_TARGET && self.accepting() {
             let Ok(item) = self.outbound.try_recv() else {
                 break;
@@ -840,13 +889,17 @@ impl Connection {
     }
 
     /// Encodes a message for the next frame (numbered and buffered first if trackable on a stateful connection).
+    /// Only a payload of the other protocol or a message over 2 GiB fails to encode; neither is produced here.
     fn queue(&mut self, message: &HubMessage) {
-        let mut framed = BytesMut::new();
-        if self.protocol.encode(message, &mut framed).is_err() {
-            // Only a payload of the other protocol or a message over 2 GiB fails; neither is produced here.
-            return;
+        if self.link.is_some() && message.is_trackable() {
+            let mut framed = BytesMut::new();
+            if self.protocol.encode(message, &mut framed).is_ok() {
+                self.queue_encoded(framed.freeze(), true);
+            }
+        } else if self.transport.is_some() {
+            // Straight into the frame, without a buffer of its own (a failed encode leaves nothing behind).
+            let _ = self.protocol.encode(message, &mut self.out);
         }
-        self.queue_encoded(framed.freeze(), message.is_trackable());
     }
 
     fn queue_encoded(&mut self, framed: Bytes, trackable: bool) {
@@ -937,6 +990,7 @@ impl Connection {
 
     /// Ends the connection: sends the Close if there is one, closes the transport, and releases what waits on it.
     async fn finish(&mut self, end: End) {
+        self.invocations.detach();
         refuse_reattach(self.reattach.take(), &self.hub.options).await;
         for (_, stream) in self.streams.drain() {
             stream.abort();
@@ -1018,13 +1072,6 @@ async fn unblocked(blocked: Option<&mut BoxFuture<'static, ()>>) {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
 fn with_detail(base: &str, detail: Option<String>) -> String {
     match detail {
         Some(detail) => format!("{base} {detail}"),
@@ -1035,12 +1082,5 @@ fn with_detail(base: &str, detail: Option<String>) -> String {
 fn unknown_method(target: &str) -> String {
     format!(
         "Failed to invoke '{target}' due to an error on the server. HubException: Method does not exist."
-    )
-}
-
-fn method_failed(target: &str, error: &HubError, detailed: bool) -> String {
-    with_detail(
-        &format!("An unexpected error occurred invoking '{target}' on the server."),
-        error.detail(detailed),
     )
 }
