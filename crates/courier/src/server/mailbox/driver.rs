@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use courier_delivery::{Event, Message, Nack, Ordering, Outbox, Outgoing, Timestamp, Transmit};
 use courier_protocol::{Headers, Payload, Protocol};
+use futures::FutureExt;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -207,7 +208,13 @@ impl Driver {
                     Some(command) => self.command(command, commands).await,
                     None => return,
                 },
-                Some(answer) = self.answers.next(), if !self.answers.is_empty() => self.answer(answer),
+                Some(answer) = self.answers.next(), if !self.answers.is_empty() => {
+                    self.answer(answer);
+                    // Take every answer already in, so that their acks go to the store in one commit.
+                    while let Some(Some(answer)) = self.answers.next().now_or_never() {
+                        self.answer(answer);
+                    }
+                }
                 () = sleep_until(clock, deadline), if deadline.is_some() => {
                     let now = self.mailboxes.now();
                     self.outbox.handle_timeout(now);
