@@ -11,6 +11,7 @@
 // A benchmark reports its figures on stdout.
 #![allow(clippy::print_stdout)]
 
+use courier_benches::load_average;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,17 +224,4 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?
         .block_on(run())
-}
-
-/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "unknown".to_owned(),
-        |text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        },
-    )
 }

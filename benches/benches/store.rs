@@ -11,6 +11,7 @@
 // A benchmark reports its tables on stdout.
 #![allow(clippy::print_stdout)]
 
+use courier_benches::load_average;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -305,17 +306,4 @@ async fn close(store: Arc<RedbStore>) -> Result<(), BoxError> {
     let store = Arc::try_unwrap(store).map_err(|_| "a sender still holds the store")?;
     store.close().await;
     Ok(())
-}
-
-/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "unknown".to_owned(),
-        |text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        },
-    )
 }

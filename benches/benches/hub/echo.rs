@@ -26,7 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::servers::{HUB_PATH, SMALL_READ_BUFFER, Server};
-use crate::{BoxError, load_average};
+use courier_benches::load_average;
+
+use crate::BoxError;
 
 /// Time to reach a steady state before counting.
 const WARMUP: Duration = Duration::from_secs(1);

@@ -42,16 +42,3 @@ fn main() -> Result<(), BoxError> {
         ),
     }
 }
-
-/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "unknown".to_owned(),
-        |text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        },
-    )
-}

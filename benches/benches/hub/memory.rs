@@ -22,7 +22,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::servers::{HUB_PATH, Server};
-use crate::{BoxError, load_average};
+use courier_benches::load_average;
+
+use crate::BoxError;
 
 /// Idle connections held open.
 const CONNECTIONS: u16 = 10_000;
