@@ -1,6 +1,8 @@
 //! End to end: the Courier client against a real `Hub` with a `MemoryStore`, over in-memory transports the test can
 //! cut (both ends then read a broken transport, as when a WebSocket's TCP connection dies).
 
+mod client_common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,10 +11,10 @@ use courier::client::{Connector, ConnectorError, HubConnection, Opened, Reconnec
 use courier::protocol::Protocol;
 use courier::server::{ConnectionOptions, Context, Hub, HubError, Identity, Outcome};
 use courier::store::MemoryStore;
-use courier::transport::memory::{self, MemoryTransport};
+use courier::transport::memory;
 use courier_delivery::Policy;
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
 /// Breaks the relay in use now.
@@ -59,35 +61,13 @@ impl Connector for UserConnector {
             let (relay_client, client_end) = memory::pair();
             let (cut_tx, cut) = oneshot::channel();
             *self.cut.0.lock().unwrap() = Some(cut_tx);
-            tokio::spawn(relay(relay_server, relay_client, cut));
+            tokio::spawn(client_common::relay(relay_server, relay_client, cut));
             let options = ConnectionOptions::default().identity(Identity::user(&self.user));
             self.hub.accept(server_end, options).await?;
             Ok(Opened::new(client_end))
         }
         .boxed()
     }
-}
-
-async fn relay(
-    mut server: MemoryTransport,
-    mut client: MemoryTransport,
-    mut cut: oneshot::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            _ = &mut cut => break,
-            frame = server.next() => match frame {
-                Some(Ok(frame)) => if client.send(frame).await.is_err() { break },
-                _ => break,
-            },
-            frame = client.next() => match frame {
-                Some(Ok(frame)) => if server.send(frame).await.is_err() { break },
-                _ => break,
-            },
-        }
-    }
-    server.break_link();
-    client.break_link();
 }
 
 /// A hub with a store whose methods count their runs in `runs`.

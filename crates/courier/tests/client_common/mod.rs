@@ -122,7 +122,8 @@ impl CuttableConnector {
     }
 }
 
-async fn relay(
+/// Relays frames both ways between two in-memory links until `cut` fires or either side ends, then breaks both.
+pub async fn relay(
     mut server: MemoryTransport,
     mut client: MemoryTransport,
     mut cut: oneshot::Receiver<()>,
