@@ -662,3 +662,83 @@ async fn an_unordered_mailbox_lets_later_messages_pass_one_in_backoff() {
         ("stuck", "2")
     );
 }
+
+/// A connection with `identity`, and its id.
+async fn connect_with(hub: &Hub, identity: Identity) -> (Peer, courier::server::ConnectionId) {
+    let options = ConnectionOptions::default().identity(identity);
+    let (mut peer, handle) =
+        Peer::open_with(hub, Protocol::Json, TransportInfo::new(), options).await;
+    peer.handshake(1).await;
+    (peer, handle.id().clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_id_mailbox_reaches_that_device_only() {
+    let hub = hub_on(MemoryStore::new(), deliver_policy());
+    let (mut laptop, _) =
+        connect_with(&hub, Identity::user("bob").with_client_id("bob-laptop")).await;
+    let reliable = hub.context().reliable();
+    let sent = reliable
+        .client("bob-phone")
+        .send("Deliver", ("to the phone",))
+        .await
+        .unwrap();
+    assert_eq!(sent.mailbox().as_key(), "client/Deliver:bob-phone");
+    // The phone comes online: it gets the message; the laptop (same user, another device) does not.
+    let (mut phone, _) =
+        connect_with(&hub, Identity::user("bob").with_client_id("bob-phone")).await;
+    let message = next_delivery(&mut phone, "Deliver").await;
+    assert_eq!(arg::<String>(&message, 0), "to the phone");
+    assert_eq!(
+        header(&message, "courier-mailbox"),
+        "client/Deliver:bob-phone"
+    );
+    ack(&mut phone, &message).await;
+    assert!(matches!(
+        sent.outcome().await,
+        Some(Outcome::Delivered { attempts: 1, .. })
+    ));
+    assert_eq!(laptop.call_ok::<usize>("1", "Pending", &[]).await, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_send_puts_one_message_in_each_member_identitys_mailbox() {
+    let hub = hub_on(MemoryStore::new(), deliver_policy());
+    let groups = hub.context().groups();
+    let mut peers = Vec::new();
+    for identity in [
+        Identity::user("ann"),
+        Identity::user("ann"),
+        Identity::user("ben"),
+        Identity::anonymous().with_client_id("kiosk"),
+        Identity::anonymous(),
+    ] {
+        let (peer, id) = connect_with(&hub, identity).await;
+        groups.add(&id, "room");
+        peers.push(peer);
+    }
+    let sent = hub
+        .context()
+        .reliable()
+        .group("room")
+        .send("Deliver", ("hello room",))
+        .await
+        .unwrap();
+    let mut mailboxes: Vec<&str> = sent.iter().map(|sent| sent.mailbox().as_key()).collect();
+    mailboxes.sort_unstable();
+    assert_eq!(
+        mailboxes,
+        [
+            "client/Deliver:kiosk",
+            "user/Deliver:ann",
+            "user/Deliver:ben"
+        ]
+    );
+    let ids: std::collections::HashSet<_> = sent.iter().map(|sent| sent.id().clone()).collect();
+    assert_eq!(ids.len(), 3, "each entry has its own id");
+    // Ben's and the kiosk's connections get theirs (ann's goes to one of her two connections).
+    let message = next_delivery(&mut peers[2], "Deliver").await;
+    assert_eq!(arg::<String>(&message, 0), "hello room");
+    let message = next_delivery(&mut peers[3], "Deliver").await;
+    assert_eq!(header(&message, "courier-mailbox"), "client/Deliver:kiosk");
+}
