@@ -6,6 +6,7 @@
 
 mod client;
 mod fan_out;
+mod kill;
 mod lifecycle;
 mod methods;
 mod proxy;

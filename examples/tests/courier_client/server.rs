@@ -27,9 +27,15 @@ pub(crate) struct Server {
 impl Server {
     /// Runs the server on a free loopback port and waits for its `listening on http://HOST:PORT` line.
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`start`](Self::start), with more command-line arguments (`--store PATH`).
+    pub(crate) fn start_with(args: &[&str]) -> Self {
         let binary = binary();
         let mut child = Command::new(&binary)
             .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -96,6 +102,12 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and waits for it to be gone.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().expect("the server can be killed");
+        self.child.wait().expect("the server can be waited for");
     }
 
     /// Stops the server with SIGTERM and checks that it shut down cleanly (exit code 0), as every Node interop test
