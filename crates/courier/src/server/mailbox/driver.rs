@@ -483,7 +483,10 @@ impl Driver {
         if out.attempt > 0 {
             telemetry::attempt(out.attempt);
         }
-        tracing::debug!(mailbox = %self.mailbox, seq = out.seq, attempt = out.attempt, %connection, "delivery attempt");
+        // One span per attempt, from its sending to its answer (inside the mailbox task's span).
+        let span =
+            tracing::debug_span!("delivery", seq = out.seq, attempt = out.attempt, %connection);
+        span.in_scope(|| tracing::debug!("sent"));
         let queued = match link.outbound.try_send(invocation) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -501,18 +504,27 @@ impl Driver {
         }
         let ack_timeout = self.outbox.policy().ack_timeout;
         let (seq, attempt) = (out.seq, out.attempt);
-        self.answers.push(Box::pin(async move {
-            let result = match ack_timeout {
-                Some(timeout) => tokio::time::timeout(timeout, answer).await.ok(),
-                None => Some(answer.await),
-            };
-            Answer {
-                seq,
-                attempt,
-                connection,
-                result,
-            }
-        }));
+        self.answers.push(Box::pin(tracing::Instrument::instrument(
+            async move {
+                let result = match ack_timeout {
+                    Some(timeout) => tokio::time::timeout(timeout, answer).await.ok(),
+                    None => Some(answer.await),
+                };
+                match &result {
+                    Some(Ok(Ok(_))) => tracing::debug!("acked"),
+                    Some(Ok(Err(error))) => tracing::debug!(%error, "nacked"),
+                    Some(Err(_)) => tracing::debug!("connection gone"),
+                    None => tracing::debug!("no answer within the ack timeout"),
+                }
+                Answer {
+                    seq,
+                    attempt,
+                    connection,
+                    result,
+                }
+            },
+            span,
+        )));
     }
 
     fn answer(&mut self, answer: Answer) {
