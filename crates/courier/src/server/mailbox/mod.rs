@@ -4,7 +4,7 @@
 //! A mailbox is loaded while it has something to do: when a send targets it, when a connection of its identity
 //! comes up and the store holds pending messages for it, or when a client asks to resync it. A loaded mailbox with
 //! nothing pending unloads itself; the store keeps everything that matters, so loading again is only a read.
-//! Expiry of mailboxes nobody loaded is the sweeper's job ([`Mailboxes::sweep`]).
+//! Expiry of mailboxes nobody loaded is the sweeper's job ([`sweep`]).
 //!
 //! Every outcome is reported once, by whoever removed the message from the store (the store's `ack`/`remove`
 //! return whether the message was still pending): a receipt to the sender, a dead letter to the sink.
@@ -34,7 +34,7 @@ use crate::server::tasks::Tasks;
 use crate::server::{ConnectionId, HubInner, Identity, ReliableSendError};
 use crate::store::{MailboxId, Store};
 
-/// The client method a Courier client invokes after every handshake (see docs/delivery.md).
+/// The hub method a Courier client invokes after every handshake (docs/mailboxes.md, "The wire").
 pub(crate) const HELLO_METHOD: &str = "courier.hello";
 
 /// The most a connection may say it reorders: bounds what a mailbox puts in flight to one connection.
@@ -151,6 +151,7 @@ pub(crate) struct Mailboxes {
     clock: OnceLock<Clock>,
     /// The expiry sweeper, once started.
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Calls with an idempotency key whose first run is still going.
     running: idempotency::Running,
     /// Set by [`shutdown`](Self::shutdown): mailbox tasks end, and no new one starts.
     stopping: watch::Sender<bool>,
