@@ -32,6 +32,10 @@ use crate::{Frame, Transport, TransportError};
 
 /// The answer JavaScript gives to a client-result invocation it has no handler for.
 const NO_RESULT: &str = "Client didn't provide a result.";
+
+/// The error a client method that panicked answers with.
+const PANICKED: &str = "the client method panicked";
+
 const SERVER_TIMEOUT: &str = "Server timeout elapsed without receiving a message from the server.";
 
 /// How long closing a transport may take (a peer that stopped reading must not hold the connection up).
@@ -704,7 +708,7 @@ impl Driver {
             ..
         } = invocation;
         let generation = self.generation;
-        let started = self.spawn_handler(&target, &arguments, move |outcome| Internal::Handled {
+        let started = self.run_handler(&target, &arguments, move |outcome| Internal::Handled {
             generation,
             id,
             result: match outcome {
@@ -712,7 +716,7 @@ impl Driver {
                 Err(error) => CompletionResult::Error(error.into()),
             },
         });
-        if let Err(Internal::Handled {
+        if let Some(Internal::Handled {
             id: Some(id),
             result,
             ..
@@ -722,32 +726,36 @@ impl Driver {
         }
     }
 
-    /// Runs the client method `target` on a task of its own, which reports `done(outcome)`; when the method is
-    /// missing or its arguments do not bind, returns `Err(done(error))` at once instead.
-    fn spawn_handler(
+    /// Runs the client method `target`: polled once here, as the JavaScript client runs a handler inline, so that
+    /// a method that finishes at once is answered without a task (and its answer shares the next frame with the
+    /// others'); one that waits goes on a task of its own, which reports `done(outcome)`. Returns `Some(done(..))`
+    /// when the outcome is known at once: the method finished on its first poll, is missing, or its arguments do
+    /// not bind.
+    fn run_handler(
         &mut self,
         target: &str,
         arguments: &[Payload],
         done: impl FnOnce(Result<Payload, String>) -> Internal + Send + 'static,
-    ) -> Result<(), Internal> {
+    ) -> Option<Internal> {
         let call = match self.config.handlers.get(&target.to_ascii_lowercase()) {
             None => Err(NO_RESULT.to_owned()),
             Some(handler) => handler(self.config.protocol, arguments),
         };
         let call = match call {
             Ok(call) => call,
-            Err(error) => return Err(done(Err(error))),
+            Err(error) => return Some(done(Err(error))),
         };
+        let mut call = std::panic::AssertUnwindSafe(call).catch_unwind();
+        if let Some(outcome) = (&mut call).now_or_never() {
+            return Some(done(outcome.unwrap_or_else(|_| Err(PANICKED.to_owned()))));
+        }
         self.handlers_running += 1;
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
-            let outcome = match std::panic::AssertUnwindSafe(call).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(_) => Err("the client method panicked".to_owned()),
-            };
+            let outcome = call.await.unwrap_or_else(|_| Err(PANICKED.to_owned()));
             let _ = internal.send(done(outcome)).await;
         });
-        Ok(())
+        None
     }
 
     /// Carries out what the receiver asks: answers, and client methods to run (whose immediate failures may ask for
@@ -763,7 +771,7 @@ impl Driver {
                     target,
                     arguments,
                 } => {
-                    let started = self.spawn_handler(&target, &arguments, {
+                    let started = self.run_handler(&target, &arguments, {
                         let mailbox = mailbox.clone();
                         move |outcome| Internal::Delivered {
                             mailbox,
@@ -771,7 +779,7 @@ impl Driver {
                             outcome,
                         }
                     });
-                    if let Err(Internal::Delivered { outcome, .. }) = started {
+                    if let Some(Internal::Delivered { outcome, .. }) = started {
                         let mut more = Vec::new();
                         self.receiver.handled(&mailbox, seq, outcome, &mut more);
                         actions.extend(more);

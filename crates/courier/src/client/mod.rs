@@ -262,6 +262,10 @@ impl HubConnectionBuilder {
     /// (a client-result invocation, with an invocation id), the client answers with a Completion carrying the
     /// returned value, or the error's text; arguments that do not bind answer with the binding error. Without a
     /// handler, such an invocation is answered `Client didn't provide a result.`.
+    ///
+    /// The handler's future is polled first on the connection's own task (as the JavaScript client calls a handler
+    /// inline): one that finishes at once is answered in the same frame as the others, and one that waits goes on
+    /// a task of its own. So a handler must not block its thread: that holds up the whole connection.
     #[must_use]
     pub fn on<A, R, E, F, Fut>(mut self, name: &str, handler: F) -> Self
     where
