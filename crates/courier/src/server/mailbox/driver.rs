@@ -273,7 +273,7 @@ impl Driver {
         let prepared: Vec<_> = sends
             .into_iter()
             .map(|(request, reply)| {
-                let payload = request.envelope().encode();
+                let payload = request.encode();
                 let ttl = request.ttl.or(policy.ttl);
                 let mut message = NewMessage::new(payload, now);
                 if let Some(ttl) = ttl {

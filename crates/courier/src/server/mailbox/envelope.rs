@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const FORMAT: u8 = 1;
 
 /// One reliable message as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct Envelope {
     /// The message id (receipts and the `courier-id` header name it).
     pub(crate) id: String,
@@ -38,10 +38,33 @@ impl Envelope {
             .collect()
     }
 
-    pub(crate) fn encode(&self) -> Bytes {
+    /// Encodes an envelope from its parts, borrowed (what [`decode`](Self::decode) reads back).
+    pub(crate) fn encode_parts(
+        id: &str,
+        target: &str,
+        arguments: &[String],
+        receipt_to: Option<&str>,
+    ) -> Bytes {
+        /// The same record as [`Envelope`], borrowed: MessagePack writes both alike (an array of the fields).
+        #[derive(Serialize)]
+        struct Parts<'a> {
+            id: &'a str,
+            target: &'a str,
+            arguments: &'a [String],
+            receipt_to: Option<&'a str>,
+        }
         let mut out = vec![FORMAT];
-        // Strings and a vector of strings always serialize.
-        rmp_serde::encode::write(&mut out, self).expect("an envelope always serializes");
+        // Strings and a slice of strings always serialize.
+        rmp_serde::encode::write(
+            &mut out,
+            &Parts {
+                id,
+                target,
+                arguments,
+                receipt_to,
+            },
+        )
+        .expect("an envelope always serializes");
         out.into()
     }
 
@@ -99,7 +122,13 @@ mod tests {
             arguments: Envelope::json_arguments(&arguments),
             receipt_to: Some("user:bob".into()),
         };
-        let decoded = Envelope::decode(&envelope.encode()).expect("decodes");
+        let encoded = Envelope::encode_parts(
+            &envelope.id,
+            &envelope.target,
+            &envelope.arguments,
+            envelope.receipt_to.as_deref(),
+        );
+        let decoded = Envelope::decode(&encoded).expect("decodes");
         assert_eq!(decoded, envelope);
         for protocol in [Protocol::Json, Protocol::MessagePack] {
             let payloads = decoded.arguments(protocol, true).expect("encodes");

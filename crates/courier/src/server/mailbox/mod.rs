@@ -85,13 +85,14 @@ impl Request {
         self
     }
 
-    fn envelope(&self) -> Envelope {
-        Envelope {
-            id: self.id.to_string(),
-            target: self.method.clone(),
-            arguments: self.arguments.clone(),
-            receipt_to: self.receipt_to.as_ref().map(|to| to.as_key().to_owned()),
-        }
+    /// The stored form of the message.
+    fn encode(&self) -> bytes::Bytes {
+        Envelope::encode_parts(
+            self.id.as_str(),
+            &self.method,
+            &self.arguments,
+            self.receipt_to.as_ref().map(MailboxId::as_key),
+        )
     }
 }
 
