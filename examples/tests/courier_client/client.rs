@@ -7,8 +7,9 @@ use courier::protocol::Protocol;
 use courier_http::HttpConnector;
 use tokio::sync::mpsc;
 
-/// How long a test waits for a `Receive` call before failing.
-const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a test waits for a `Receive` call before failing (generous: a loaded machine is slow, and the wait only
+/// costs time when a test fails).
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A builder for a connection to `hub_url` in `protocol`; `token` is the access token (the user id).
 pub(crate) fn builder(
@@ -58,7 +59,7 @@ impl Inbox {
         (builder, Self { calls })
     }
 
-    /// The next call; panics if none arrives within 5 s.
+    /// The next call; panics if none arrives within `RECEIVE_TIMEOUT`.
     pub(crate) async fn next(&mut self) -> Call {
         tokio::time::timeout(RECEIVE_TIMEOUT, self.calls.recv())
             .await
