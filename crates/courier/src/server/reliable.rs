@@ -416,15 +416,15 @@ impl ReliableGroupSend {
         let mailboxes = self.reliable.mailboxes()?;
         let receipt_to = receipt_target(&self.reliable, self.receipt)?;
         let members = self.reliable.hub.registry.group_identities(&self.group);
+        // The arguments are encoded once; each member's entry gets its own id.
+        let template =
+            Request::new(MessageId::generate(), method, &arguments, receipt_to)?.ttl(self.ttl);
         let mut sent = Vec::with_capacity(members.len());
         for member in members {
-            let request = Request::new(
-                MessageId::generate(),
-                method,
-                &arguments,
-                receipt_to.clone(),
-            )?
-            .ttl(self.ttl);
+            let request = Request {
+                id: MessageId::generate(),
+                ..template.clone()
+            };
             sent.push(mailboxes.send(&member, request).await?);
         }
         Ok(sent)

@@ -85,6 +85,8 @@ struct Driver {
     outbox: Outbox,
     /// Kept after an ack this long, for resync (the outbox keeps no history itself: the store does).
     history: Option<std::time::Duration>,
+    /// The policy's in-flight window (the outbox's own changes with the connection: [`Driver::window_for`]).
+    window: usize,
     links: Vec<Link>,
     /// Index into `links` of the connection attempts go to.
     current: Option<usize>,
@@ -166,6 +168,7 @@ impl Driver {
         }
         let mut policy = mailboxes.policy(&mailbox);
         let history = policy.history.take();
+        let window = policy.window;
         let now = mailboxes.now();
         let outbox = Outbox::restore(policy, seed(), next_seq, pending, now)
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
@@ -175,6 +178,7 @@ impl Driver {
             mailbox,
             outbox,
             history,
+            window,
             links: Vec::new(),
             current: None,
             tracked,
@@ -555,10 +559,9 @@ impl Driver {
 
     /// The window for `link`: what it reorders, when the policy orders strictly.
     fn window_for(&self, link: &Link) -> usize {
-        let policy = self.outbox.policy();
-        match policy.ordering {
-            Ordering::Strict => link.window.min(self.mailboxes.policy(&self.mailbox).window),
-            _ => self.mailboxes.policy(&self.mailbox).window,
+        match self.outbox.policy().ordering {
+            Ordering::Strict => link.window.min(self.window),
+            _ => self.window,
         }
     }
 
@@ -612,8 +615,9 @@ impl Driver {
         if let Some(current) = self.current
             && self.links.len() > 1
         {
-            self.current = Some((current + 1) % self.links.len());
-            let window = self.window_for(&self.links[(current + 1) % self.links.len()]);
+            let next = (current + 1) % self.links.len();
+            self.current = Some(next);
+            let window = self.window_for(&self.links[next]);
             self.outbox.set_window(window);
         }
     }

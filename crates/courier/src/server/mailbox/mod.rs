@@ -47,7 +47,7 @@ const COMMAND_QUEUE: usize = 1024;
 const SWEEP_BATCH: usize = 1000;
 
 /// A reliable message on its way into a mailbox.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Request {
     pub(crate) id: MessageId,
     pub(crate) method: String,
@@ -256,7 +256,7 @@ impl Mailboxes {
         drivers.insert(mailbox.clone(), sender.clone());
         drop(drivers);
         let span = tracing::debug_span!("mailbox", key = %mailbox);
-        self.spawn(tracing::Instrument::instrument(
+        self.tasks.spawn(tracing::Instrument::instrument(
             driver::run(
                 self.clone(),
                 mailbox.clone(),
@@ -266,11 +266,6 @@ impl Mailboxes {
             span,
         ));
         Some(sender)
-    }
-
-    /// Spawns a task that holds the mailboxes, counted with the hub's tasks.
-    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
     }
 
     /// Called by a mailbox task that found itself idle: it leaves the map and its queue closes. Commands that a
@@ -395,7 +390,7 @@ impl Mailboxes {
             return;
         }
         let this = self.clone();
-        self.spawn(async move {
+        self.tasks.spawn(async move {
             for mailbox in unloaded {
                 match this.store.read_pending(&mailbox, 0, 1).await {
                     // A task started now finds the connection in the registry itself.
@@ -473,7 +468,7 @@ impl Mailboxes {
         );
         let this = self.clone();
         // A task of its own: the receipt's mailbox may be this one, or one whose task waits on this one.
-        self.spawn(async move {
+        self.tasks.spawn(async move {
             let result = match request {
                 Ok(request) => this.send(&to, request).await.map(drop),
                 Err(error) => Err(error.into()),
